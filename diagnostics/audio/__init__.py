@@ -1,0 +1,1 @@
+"""Audio checks: device inventory (issue #3 adds speaker, microphone and echo measurements)."""

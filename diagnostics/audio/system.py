@@ -1,0 +1,47 @@
+"""The operating system's own view of sound devices, behind one small module per OS.
+
+PortAudio shows what an application can open (on Linux often just ``pulse`` and
+``default``); the OS knows what is really behind them (a USB headset, HDMI
+speakers, a virtual sink). Each per-OS module provides ``system_devices()``.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["SystemDevice", "system_devices"]
+
+
+@dataclass(frozen=True)
+class SystemDevice:
+    """A sink (output) or source (input) as the OS sound server names it."""
+
+    name: str
+    description: str
+    direction: str
+    """``input`` or ``output``."""
+    is_monitor: bool = False
+    """A loopback of an output (PulseAudio ``.monitor``): it is an input, but not a microphone."""
+    is_default: bool = False
+    properties: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "direction": self.direction,
+            "is_monitor": self.is_monitor,
+            "is_default": self.is_default,
+            "properties": dict(self.properties),
+        }
+
+
+def system_devices() -> tuple[SystemDevice, ...]:
+    if sys.platform.startswith("linux"):
+        from diagnostics.audio import os_linux
+
+        return os_linux.system_devices()
+    # Windows and macOS: PortAudio's names are the OS's names; nothing more to add yet.
+    return ()

@@ -1,0 +1,1 @@
+"""The IT tool: the ``phonekit`` command line, orchestration and (issue #5) config generation."""

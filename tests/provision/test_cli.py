@@ -1,0 +1,38 @@
+import json
+
+import pytest
+
+from provision.cli import main
+
+
+def test_help_and_version_exit_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("phonekit ")
+    assert main(["--help"]) == 0
+
+
+def test_usage_errors_exit_two(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert main(["dance"]) == 2
+    assert main(["check", "video"]) == 2
+    assert "invalid choice: 'video'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["provision", "phone", "launch", "report"])
+def test_commands_of_later_issues_say_so_and_exit_two(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([command, "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"phonekit {command}: not implemented yet" in captured.err
+
+
+def test_check_sip_is_pending(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "sip"]) == 2
+    assert "not implemented yet" in capsys.readouterr().err
+
+
+def test_check_network_json_prints_only_a_report(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["check", "network", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert {c["id"] for c in report["checks"]} == {"network.interfaces", "network.route"}
+    assert code == {"pass": 0, "warn": 0, "fail": 1}[report["verdict"]]
