@@ -89,7 +89,7 @@ def _correlate(ref: FloatArray, cap: FloatArray, samplerate: int, max_lag: int, 
 
 def _parabolic_peak(r: FloatArray, k: int) -> float:
     if 0 < k < len(r) - 1:
-        a, b, c = r[k - 1], r[k], r[k + 1]
+        a, b, c = float(r[k - 1]), float(r[k]), float(r[k + 1])
         denom = a - 2.0 * b + c
         if denom < 0:
             return k + 0.5 * (a - c) / denom

@@ -28,7 +28,7 @@ def tone(
         ramp = 0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, fade))
         x[:fade] *= ramp
         x[-fade:] *= ramp[::-1]
-    return x
+    return np.asarray(x, dtype=np.float64)
 
 
 def band_noise(
@@ -40,7 +40,7 @@ def band_noise(
     """
     rng = np.random.default_rng(seed)
     x = bandpass(rng.standard_normal(round(duration_s * samplerate)), samplerate, low_hz, high_hz)
-    return x * (10.0 ** (level_dbfs / 20.0) / np.sqrt(np.mean(np.square(x))))
+    return np.asarray(x * (10.0 ** (level_dbfs / 20.0) / np.sqrt(np.mean(np.square(x)))), dtype=np.float64)
 
 
 def fractional_delay(x: FloatArray, delay_samples: float, length: int) -> FloatArray:
