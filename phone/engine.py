@@ -16,12 +16,14 @@ otherwise the conference bridge asserts and aborts the process.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -127,17 +129,26 @@ class CallOutcome:
         return self.code == 200
 
 
+def as_int16(samples: npt.NDArray[Any]) -> npt.NDArray[np.int16]:
+    """Little-endian int16 from int16 or from float in [−1, 1] (scaled by 32767, clipped)."""
+    if np.issubdtype(samples.dtype, np.floating):
+        return np.clip(np.round(samples * 32767.0), -32768, 32767).astype("<i2")
+    if samples.dtype != np.int16:
+        raise ValueError(f"audio must be int16 or float in [-1, 1] (got {samples.dtype})")
+    return np.ascontiguousarray(samples, dtype="<i2")
+
+
 class BufferPort(pj.AudioMediaPort):  # type: ignore[misc]
     """A conference port that plays a fixed int16 signal and records what it hears.
 
     Both buffers are allocated up front; the frame callbacks only copy bytes.
     """
 
-    def __init__(self, rate_hz: int, play: npt.NDArray[np.int16] | None, record_capacity_s: float) -> None:
+    def __init__(self, rate_hz: int, play: npt.NDArray[Any] | None, record_capacity_s: float) -> None:
         super().__init__()
         self.rate_hz = rate_hz
         self.samples_per_frame = rate_hz * FRAME_USEC // 1_000_000
-        self._play = np.ascontiguousarray(play if play is not None else np.zeros(0, np.int16), dtype="<i2")
+        self._play = as_int16(play if play is not None else np.zeros(0, np.int16))
         self._play_pos = 0
         self._silence = bytes(2 * self.samples_per_frame)
         self._record = np.zeros(int(record_capacity_s * rate_hz), dtype="<i2")
@@ -269,6 +280,16 @@ class Engine:
         """Hang up, unregister and destroy in the order the conference bridge needs."""
         if not self._started:
             return
+        self._release_calls_and_accounts()
+        self._ports.clear()
+        # A pjsua2 object that Python frees after libDestroy() aborts the process (its destructor
+        # asserts on an invalid id): nothing may keep one alive past this point, not even a local.
+        gc.collect()
+        self.ep.libDestroy()
+        self._started = False
+
+    def _release_calls_and_accounts(self) -> None:
+        """Hang up and drop every call and account; a method of its own so that no loop variable outlives it."""
         for call in self._calls:
             if not call.disconnected:
                 try:
@@ -276,13 +297,13 @@ class Engine:
                 except pj.Error as exc:
                     log.debug("hangup during close: %s", exc.info())
         self.poll_for(lambda: all(c.disconnected for c in self._calls), timeout_s=2.0)
+        for call in self._calls:
+            call.on_media = None
         self._calls.clear()
-        self._ports.clear()
         for account in self._accounts:
+            account.incoming.clear()
             account.shutdown()
         self._accounts.clear()
-        self.ep.libDestroy()
-        self._started = False
 
     def __enter__(self) -> Engine:
         return self.start()
@@ -317,6 +338,11 @@ class Engine:
         )
         if account.transport in self.transport_ids:
             cfg.sipConfig.transportId = self.transport_ids[account.transport]
+        if self.config.bound_address:
+            # RTP on the same address as SIP, and that address in the SDP: otherwise pjsua2
+            # offers the first interface's address and the peer sends media there.
+            cfg.mediaConfig.transportConfig.boundAddress = self.config.bound_address
+            cfg.mediaConfig.transportConfig.publicAddress = self.config.bound_address
         acc = Account()
         acc.create(cfg)
         self._accounts.append(acc)
@@ -331,7 +357,7 @@ class Engine:
         return acc, RegisterOutcome(acc.reg_code, acc.reg_reason, (time.perf_counter() - start) * 1000)
 
     # -- calls ---------------------------------------------------------------------------------------
-    def _new_port(self, play: npt.NDArray[np.int16] | None, record_s: float) -> BufferPort:
+    def _new_port(self, play: npt.NDArray[Any] | None, record_s: float) -> BufferPort:
         port = BufferPort(self.config.clock_rate_hz, play, record_s)
         port.create(f"buffer{len(self._ports)}")
         self._ports.append(port)  # kept alive until close(): the bridge may still hold it
@@ -341,11 +367,11 @@ class Engine:
         self,
         account: Account,
         uri: str,
-        play: npt.NDArray[np.int16] | None = None,
+        play: npt.NDArray[Any] | None = None,
         seconds: float = 2.0,
         answer_timeout_s: float = 10.0,
     ) -> CallOutcome:
-        """Call ``uri``, send ``play`` (int16 at the bridge rate) and record the far end for ``seconds``."""
+        """Call ``uri``, send ``play`` (int16 or float, at the bridge rate) and record the far end for ``seconds``."""
         port = self._new_port(play, seconds + 1.0)
         call = Call(account)
         self._calls.append(call)

@@ -7,14 +7,28 @@ start fails with its own log in the message instead of a silent skip.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the test process dies, even if it crashes.
+
+    A pjsua2 assertion aborts the whole pytest process without running fixture
+    teardown; without this its servers would outlive it and hold their ports.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class TestbedError(RuntimeError):
@@ -54,6 +68,7 @@ class Process:
             env=dict(env) if env is not None else None,
             cwd=cwd,
             start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
 
     @property

@@ -1,0 +1,9 @@
+"""Root conftest: the real test bed's fixtures (PulseAudio scenes, Kamailio, coturn, baresip) for every test."""
+
+pytest_plugins = [
+    "tests.testbed.pulse",
+    "tests.testbed.kamailio",
+    "tests.testbed.coturn",
+    "tests.testbed.baresip",
+    "tests.testbed.sipbed",
+]
