@@ -11,11 +11,11 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from diagnostics.errors import MeasurementError
+from diagnostics.errors import MeasurementError, UsageError
 from diagnostics.report import CheckResult, Report, Status
 
 __all__ = ["GROUPS", "CheckContext", "CheckSpec", "all_checks", "run_checks", "select"]
@@ -36,6 +36,12 @@ class CheckContext:
     """Account profile (TOML) for SIP checks."""
     interactive: bool = True
     save_wav: Path | None = None
+    say: Callable[[str], None] = field(default=lambda text: None, compare=False)
+    """Tell the person what to do now (interactive mode)."""
+    ask: Callable[[str], bool] = field(default=lambda question: False, compare=False)
+    """Ask the person a yes/no question (interactive mode)."""
+    cache: dict[str, object] = field(default_factory=dict, compare=False)
+    """Measurements shared by several checks of one run (one audio session serves five checks)."""
 
 
 CheckFn = Callable[[CheckContext], CheckResult]
@@ -55,11 +61,17 @@ class CheckSpec:
 def all_checks() -> tuple[CheckSpec, ...]:
     """Every check phonekit has, in the order a person would want them run."""
     # Imported here so that importing the report model does not load device or network probes.
+    from diagnostics.audio.checks import check_clipping, check_echo, check_mic_level, check_noise, check_speaker
     from diagnostics.audio.devices import check_devices
     from diagnostics.network.interfaces import check_interfaces, check_route
 
     return (
         CheckSpec("audio.devices", "Audio devices", check_devices),
+        CheckSpec("audio.speaker", "Speaker", check_speaker),
+        CheckSpec("audio.mic_level", "Microphone level", check_mic_level),
+        CheckSpec("audio.noise", "Background noise", check_noise),
+        CheckSpec("audio.clipping", "Clipping", check_clipping),
+        CheckSpec("audio.echo", "Acoustic echo", check_echo),
         CheckSpec("network.interfaces", "Network interfaces", check_interfaces),
         CheckSpec("network.route", "Default route", check_route),
     )
@@ -85,6 +97,8 @@ def run_one(spec: CheckSpec, ctx: CheckContext) -> CheckResult:
     start = time.perf_counter()
     try:
         result = spec.run(ctx)
+    except UsageError:
+        raise  # the user's input is wrong for every check alike: exit 2 with the message
     except MeasurementError as exc:
         result = CheckResult(spec.id, Status.ERROR, f"could not measure: {exc}", remedy=exc.remedy)
     except Exception as exc:  # a bug in one check must not cost the user the other verdicts

@@ -115,6 +115,15 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _ask(question: str) -> bool:
+    print(f"{question} [y/n] ", end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in {"y", "yes", "j", "ja"}
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     groups = GROUPS if args.group == "all" else (args.group,)
     specs = tuple(spec for spec in all_checks() if spec.group in groups)
@@ -130,6 +139,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         profile=args.profile,
         interactive=not args.non_interactive and sys.stdin.isatty(),
         save_wav=args.save_wav,
+        say=_say,
+        ask=_ask,
     )
     if args.json:
         report = run_checks(specs, ctx)

@@ -8,13 +8,29 @@ the first call here; :func:`rescan` re-enumerates after such a change.
 from __future__ import annotations
 
 import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from diagnostics.errors import MeasurementError
 
-__all__ = ["PROBE_RATES_HZ", "AudioDevice", "list_devices", "rescan"]
+__all__ = [
+    "PROBE_RATES_HZ",
+    "AudioDevice",
+    "DeviceChoice",
+    "PlayRecord",
+    "list_devices",
+    "play_and_record",
+    "rescan",
+    "resolve_device",
+]
 
 log = logging.getLogger(__name__)
 
@@ -109,3 +125,193 @@ def list_devices() -> tuple[AudioDevice, ...]:
             )
         )
     return tuple(devices)
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    """A device as PortAudio opens it, plus what the OS must be told to route it (PULSE_SOURCE …)."""
+
+    index: int | None
+    """PortAudio index; None means PortAudio's default."""
+    label: str
+    env: tuple[tuple[str, str], ...] = ()
+
+
+def resolve_device(spec: str | None, kind: str) -> DeviceChoice:
+    """Pick an ``input`` or ``output`` device by index or by a unique name substring.
+
+    Names are matched against PortAudio's devices and, on Linux, against the sound
+    server's sinks and sources (routed through PortAudio's ``pulse`` device).
+    An ambiguous name lists every match; an unknown one lists what there is.
+    """
+    from diagnostics.audio.system import route_env, system_devices
+    from diagnostics.errors import UsageError
+
+    capture = kind == "input"
+    devices = list_devices()
+    usable = [d for d in devices if (d.max_input_channels if capture else d.max_output_channels) > 0]
+    if spec is None:
+        default = next((d for d in usable if (d.is_default_input if capture else d.is_default_output)), None)
+        return DeviceChoice(None, default.name if default else "default")
+    if spec.isdigit():
+        match = next((d for d in usable if d.index == int(spec)), None)
+        if match is None:
+            raise UsageError(f"--{kind} {spec}: no {kind} device has index {spec} (see 'phonekit devices')")
+        return DeviceChoice(match.index, match.name)
+    needle = spec.casefold()
+    exact = [d for d in usable if d.name.casefold() == needle]
+    by_name = exact or [d for d in usable if needle in d.name.casefold()]
+    if len(by_name) == 1:
+        return DeviceChoice(by_name[0].index, by_name[0].name)
+    direction = "input" if capture else "output"
+    server = [s for s in system_devices() if s.direction == direction and not (capture and s.is_monitor)]
+    server_matches = [s for s in server if needle in s.name.casefold() or needle in s.description.casefold()]
+    if not by_name and len(server_matches) == 1:
+        pulse = next((d for d in usable if d.name == "pulse"), None)
+        chosen = server_matches[0]
+        return DeviceChoice(pulse.index if pulse else None, chosen.description, route_env(chosen))
+    names = [d.name for d in by_name] + [s.description for s in server_matches]
+    if names:
+        raise UsageError(f"--{kind} {spec!r} is ambiguous: it matches {', '.join(repr(n) for n in names)}")
+    known = [d.name for d in usable] + [s.description for s in server]
+    raise UsageError(f"--{kind} {spec!r} matches no {kind} device (there are: {', '.join(map(repr, known)) or 'none'})")
+
+
+@dataclass(frozen=True)
+class PlayRecord:
+    """One simultaneous playback and capture, with the capture aligned to the playback timeline."""
+
+    played: npt.NDArray[np.float64]
+    captured: npt.NDArray[np.float64]
+    """Sample i was captured at the instant sample i of ``played`` left the speaker (DAC time)."""
+    samplerate: int
+    aligned_by_timestamps: bool
+    """False when the host API gave no DAC/ADC times and the streams' start times were used."""
+    output_latency_ms: float
+    input_latency_ms: float
+    """Buffering between the application and the converters, as the devices report it."""
+    input_device: str
+    output_device: str
+
+
+@contextmanager
+def _routed(env: tuple[tuple[str, str], ...]) -> Iterator[None]:
+    """Temporarily set routing variables (PULSE_SOURCE/PULSE_SINK) read when a stream opens."""
+    saved = {key: os.environ.get(key) for key, _ in env}
+    os.environ.update(dict(env))
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def play_and_record(
+    play: npt.NDArray[np.float64],
+    samplerate: int,
+    input_device: DeviceChoice,
+    output_device: DeviceChoice | None,
+    tail_s: float,
+    blocksize: int = 480,
+) -> PlayRecord:
+    """Play ``play`` (or nothing when ``output_device`` is None) while recording, plus ``tail_s``.
+
+    Separate input and output streams (one duplex stream on PulseAudio's ALSA
+    device returned silence); the callbacks only copy into preallocated arrays.
+    """
+    sd = _sounddevice()
+    n_play = len(play)
+    n_capture = n_play + int(tail_s * samplerate)
+    source = np.zeros(n_play + blocksize, dtype=np.float32)
+    source[:n_play] = play
+    # Room for the capture to start before playback and for callback overrun.
+    capture = np.zeros(n_capture + 2 * samplerate, dtype=np.float32)
+    pos = np.zeros(2, dtype=np.int64)  # [captured samples, played samples]
+    stamps = np.full(4, np.nan)  # [adc time of first captured sample, its currentTime, dac, currentTime]
+    errors: list[str] = []
+
+    def on_input(indata: Any, frames: int, t: Any, status: Any) -> None:
+        if status:
+            errors.append(str(status))
+        start = int(pos[0])
+        if start == 0:
+            stamps[0], stamps[1] = t.inputBufferAdcTime, t.currentTime
+        take = min(frames, len(capture) - start)
+        capture[start : start + take] = indata[:take, 0]
+        pos[0] = start + take
+
+    def on_output(outdata: Any, frames: int, t: Any, status: Any) -> None:
+        if status:
+            errors.append(str(status))
+        start = int(pos[1])
+        if start == 0:
+            stamps[2], stamps[3] = t.outputBufferDacTime, t.currentTime
+        take = max(0, min(frames, len(source) - start))
+        outdata[:take, 0] = source[start : start + take]
+        outdata[take:] = 0
+        pos[1] = start + frames
+
+    env = input_device.env + (output_device.env if output_device else ())
+    try:
+        with _routed(env):
+            instream = sd.InputStream(samplerate=samplerate, device=input_device.index, channels=1,
+                                      dtype="float32", blocksize=blocksize, callback=on_input)
+            outstream = (
+                sd.OutputStream(samplerate=samplerate, device=output_device.index, channels=1,
+                                dtype="float32", blocksize=blocksize, callback=on_output)
+                if output_device is not None else None
+            )
+        with instream:
+            if outstream is None:
+                _wait_for(lambda: pos[0] >= n_capture, n_capture / samplerate + 5.0)
+            else:
+                with outstream:
+                    _wait_for(lambda: pos[1] >= n_play, n_play / samplerate + 5.0)
+                    started_out = pos[0]
+                    _wait_for(lambda: pos[0] >= started_out + int(tail_s * samplerate), tail_s + 5.0)
+                output_latency = float(outstream.latency)
+            input_latency = float(instream.latency)
+    except sd.PortAudioError as exc:
+        raise MeasurementError(
+            f"could not open or run the audio devices ({input_device.label} / "
+            f"{output_device.label if output_device else '-'}): {exc}",
+            remedy="close other programs that hold the device exclusively, or pick another with --input/--output",
+        ) from exc
+    if errors:
+        log.debug("audio status flags during capture: %s", sorted(set(errors)))
+    if outstream is None:
+        captured = capture[:n_capture].astype(np.float64)
+        return PlayRecord(np.zeros(0), captured, samplerate, True, 0.0, input_latency * 1e3, input_device.label, "-")
+    adc, in_now, dac, out_now = stamps
+    by_stamps = bool(np.isfinite(adc) and np.isfinite(dac) and adc > 0 and dac > 0)
+    # Capture sample j happened at adc + j/fs, playback sample k at dac + k/fs.
+    offset_s = (dac - adc) if by_stamps else (out_now - in_now) + output_latency + input_latency
+    shift = round(float(offset_s) * samplerate)
+    aligned = np.zeros(n_capture, dtype=np.float64)
+    lo, hi = max(0, -shift), min(n_capture, int(pos[0]) - shift)
+    aligned[lo:hi] = capture[lo + shift : hi + shift]
+    assert output_device is not None
+    return PlayRecord(
+        played=np.asarray(play, dtype=np.float64),
+        captured=aligned,
+        samplerate=samplerate,
+        aligned_by_timestamps=by_stamps,
+        output_latency_ms=output_latency * 1e3,
+        input_latency_ms=input_latency * 1e3,
+        input_device=input_device.label,
+        output_device=output_device.label,
+    )
+
+
+def _wait_for(done: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        if time.monotonic() > deadline:
+            raise MeasurementError(
+                "the audio device stopped delivering samples",
+                remedy="check that the device is still connected and not used exclusively by another program",
+            )
+        time.sleep(0.01)

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SystemDevice", "system_devices"]
+__all__ = ["SystemDevice", "route_env", "system_devices"]
 
 
 @dataclass(frozen=True)
@@ -44,4 +44,11 @@ def system_devices() -> tuple[SystemDevice, ...]:
 
         return os_linux.system_devices()
     # Windows and macOS: PortAudio's names are the OS's names; nothing more to add yet.
+    return ()
+
+
+def route_env(device: SystemDevice) -> tuple[tuple[str, str], ...]:
+    """Environment that makes PortAudio's sound-server device open ``device``."""
+    if sys.platform.startswith("linux"):
+        return (("PULSE_SOURCE" if device.direction == "input" else "PULSE_SINK", device.name),)
     return ()
