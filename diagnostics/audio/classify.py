@@ -53,7 +53,7 @@ class Rule:
 _HEADSET_NAMES = r"headset|headphone|handset|jabra|plantronics|\bpoly\b|sennheiser|\bepos\b|yealink|logitech.*\bh\d"
 
 RULES: tuple[Rule, ...] = (
-    Rule("device.class", r"^monitor$", DeviceClass.VIRTUAL),
+    Rule("device.class", r"^(monitor|abstract)$", DeviceClass.VIRTUAL),  # abstract: a null sink, heard by no one
     Rule("api.bluez5.profile", r"a2dp", DeviceClass.BLUETOOTH_A2DP),
     Rule("api.bluez5.profile", r"h[fs]p|headset", DeviceClass.BLUETOOTH_HEADSET),
     Rule("bluetooth.protocol", r"a2dp", DeviceClass.BLUETOOTH_A2DP),

@@ -55,7 +55,7 @@ def assess(devices: Sequence[AudioDevice], system: Sequence[SystemDevice]) -> Ch
     seen = _seen(devices, system)
     # A monitor is an input in the API but hears only our own playback: not a microphone.
     mics = [d for d in seen if d.direction == "input" and d.device_class is not DeviceClass.VIRTUAL]
-    outs = [d for d in seen if d.direction == "output"]
+    outs = [d for d in seen if d.direction == "output" and d.device_class is not DeviceClass.VIRTUAL]
     default_in = next((d for d in seen if d.direction == "input" and d.is_default), None)
     default_out = next((d for d in outs if d.is_default), None)
     measurements = {
