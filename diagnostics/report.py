@@ -149,8 +149,14 @@ class Report:
 
     @property
     def verdict(self) -> Status:
-        """The worst status of any check (``pass`` when there are none)."""
-        return max((c.status for c in self.checks), key=lambda s: s.severity, default=Status.PASS)
+        """The worst status of the checks that ran; a skipped check does not lower a pass.
+
+        ``skip`` only when every check was skipped; ``pass`` when there are none.
+        """
+        ran = [c.status for c in self.checks if c.status is not Status.SKIP]
+        if self.checks and not ran:
+            return Status.SKIP
+        return max(ran, key=lambda s: s.severity, default=Status.PASS)
 
     def to_dict(self) -> dict[str, Any]:
         return {

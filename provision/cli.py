@@ -74,13 +74,21 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _cmd_devices(args: argparse.Namespace) -> int:
+    from diagnostics.audio.classify import classify
     from diagnostics.audio.probe import list_devices
     from diagnostics.audio.system import system_devices
 
     devices, system = list_devices(), system_devices()
+    classes = [classify(d.name) for d in devices]
+    system_classes = [classify(s.name, s.description, s.properties) for s in system]
     if args.json:
         json.dump(
-            {"devices": [d.to_dict() for d in devices], "system_devices": [d.to_dict() for d in system]},
+            {
+                "devices": [{**d.to_dict(), "class": c.value} for d, c in zip(devices, classes, strict=True)],
+                "system_devices": [
+                    {**s.to_dict(), "class": c.value} for s, c in zip(system, system_classes, strict=True)
+                ],
+            },
             sys.stdout,
             indent=2,
         )
@@ -88,13 +96,14 @@ def _cmd_devices(args: argparse.Namespace) -> int:
         return EXIT_OK
     console = Console()
     table = Table(title="Audio devices (as applications open them)")
-    for column in ("#", "name", "host API", "in", "out", "rates in (Hz)", "rates out (Hz)", "default"):
+    for column in ("#", "name", "class", "host API", "in", "out", "rates in (Hz)", "rates out (Hz)", "default"):
         table.add_column(column)
-    for d in devices:
+    for d, device_class in zip(devices, classes, strict=True):
         default = " ".join(x for x, on in (("input", d.is_default_input), ("output", d.is_default_output)) if on)
         table.add_row(
             str(d.index),
             d.name,
+            device_class.value,
             d.hostapi,
             str(d.max_input_channels),
             str(d.max_output_channels),
@@ -105,12 +114,10 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     console.print(table)
     if system:
         table = Table(title="Sound server devices (what is behind them)")
-        for column in ("direction", "name", "description", "default", "note"):
+        for column in ("direction", "name", "description", "class", "default"):
             table.add_column(column)
-        for s in system:
-            table.add_row(
-                s.direction, s.name, s.description, "yes" if s.is_default else "", "monitor" if s.is_monitor else ""
-            )
+        for s, device_class in zip(system, system_classes, strict=True):
+            table.add_row(s.direction, s.name, s.description, device_class.value, "yes" if s.is_default else "")
         console.print(table)
     return EXIT_OK
 

@@ -16,6 +16,8 @@ def test_verdict_is_the_worst_status() -> None:
     assert report.verdict is Status.WARN
     assert Report((result(Status.ERROR), result(Status.FAIL))).verdict is Status.FAIL
     assert Report(()).verdict is Status.PASS
+    assert Report((result(Status.PASS), result(Status.SKIP))).verdict is Status.PASS
+    assert Report((result(Status.SKIP), result(Status.SKIP))).verdict is Status.SKIP
 
 
 @pytest.mark.parametrize(
