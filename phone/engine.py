@@ -21,7 +21,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ import numpy.typing as npt
 import pjsua2 as pj
 
 from diagnostics.errors import MeasurementError
+from diagnostics.profile import Transport
 from diagnostics.secret import Secret
 
 __all__ = [
@@ -49,19 +49,11 @@ FRAME_USEC = 20_000
 """One packet of audio: 20 ms, the usual RTP packetisation."""
 
 
-class Transport(StrEnum):
-    UDP = "udp"
-    TCP = "tcp"
-    TLS = "tls"
-
-    @property
-    def pj_type(self) -> int:
-        kinds: dict[Transport, int] = {
-            Transport.UDP: pj.PJSIP_TRANSPORT_UDP,
-            Transport.TCP: pj.PJSIP_TRANSPORT_TCP,
-            Transport.TLS: pj.PJSIP_TRANSPORT_TLS,
-        }
-        return kinds[self]
+_PJ_TRANSPORT = {
+    Transport.UDP: pj.PJSIP_TRANSPORT_UDP,
+    Transport.TCP: pj.PJSIP_TRANSPORT_TCP,
+    Transport.TLS: pj.PJSIP_TRANSPORT_TLS,
+}
 
 
 @dataclass(frozen=True)
@@ -266,7 +258,7 @@ class Engine:
                 tp_cfg.tlsConfig.verifyServer = cfg.tls_verify_server
                 tp_cfg.tlsConfig.method = pj.PJSIP_TLSV1_2_METHOD
             try:
-                self.transport_ids[kind] = self.ep.transportCreate(kind.pj_type, tp_cfg)
+                self.transport_ids[kind] = self.ep.transportCreate(_PJ_TRANSPORT[kind], tp_cfg)
             except pj.Error as exc:
                 raise MeasurementError(
                     f"could not open a SIP {kind.value} transport: {exc.info()}",
