@@ -168,3 +168,20 @@ def test_save_wav_keeps_the_raw_recordings(headset_scene: PulseScene, tmp_path: 
     _, played = wavfile.read(tmp_path / "ticket" / "played.wav")
     _, captured = wavfile.read(tmp_path / "ticket" / "captured.wav")
     assert len(captured) == len(played) + int(0.6 * rate)
+
+
+@pytest.mark.timeout(60)
+def test_full_check_json_is_a_complete_report(headset_scene: PulseScene) -> None:
+    done = subprocess.run([sys.executable, "-m", "provision.cli", "check", "--non-interactive", "--json"],
+                          env=headset_scene.env, capture_output=True, text=True, timeout=50, check=False)
+    report = json.loads(done.stdout)  # stdout holds the JSON and nothing else
+    assert list(report) == ["phonekit_version", "host", "started_at", "verdict", "checks"]
+    ids = [c["id"] for c in report["checks"]]
+    assert ids[:6] == ["audio.devices", "audio.speaker", "audio.mic_level", "audio.noise", "audio.clipping",
+                       "audio.echo"]
+    assert {"network.interfaces", "network.route"} <= set(ids)
+    for check in report["checks"]:
+        assert set(check) == {"id", "status", "summary", "measurements", "remedy", "duration_ms"}
+        assert check["status"] in {"pass", "warn", "fail", "skip", "error"}
+        assert (check["remedy"] is None) == (check["status"] == "pass")
+    assert done.returncode == {"pass": 0, "warn": 0, "skip": 0, "fail": 1, "error": 3}[report["verdict"]]
