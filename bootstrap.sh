@@ -13,6 +13,7 @@ APT_PACKAGES=(
   baresip-core                                # independent SIP peer (and echo service)
   coturn                                      # STUN server
   sipsak sip-tester openssl procps iproute2   # SIP probes, certificates, process and network tools
+  dnsmasq-base                                # DNS server (NAPTR/SRV) of the test bed
 )
 VENV=${VENV:-.venv}
 

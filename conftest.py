@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.testbed.coturn",
     "tests.testbed.baresip",
     "tests.testbed.sipbed",
+    "tests.testbed.dnsmasq",
 ]

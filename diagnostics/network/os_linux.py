@@ -1,13 +1,20 @@
-"""Linux: default routes from ``/proc/net/route`` and ``/proc/net/ipv6_route`` (no tools needed)."""
+"""Linux: default routes from ``/proc/net/route`` and ``/proc/net/ipv6_route``, link facts from
+``/sys/class/net`` (no tools needed)."""
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 import struct
 from pathlib import Path
 
+from diagnostics.network.classify import LinkFacts
 from diagnostics.network.interfaces import DefaultRoute
+
+log = logging.getLogger(__name__)
+
+SYS_CLASS_NET = Path("/sys/class/net")
 
 _RTF_UP = 0x1
 
@@ -56,3 +63,41 @@ def default_routes(proc: Path = Path("/proc/net")) -> tuple[DefaultRoute, ...]:
             continue
         found.extend(route for _, route in sorted(parse(text), key=lambda item: item[0]))
     return tuple(found)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:  # absent for this kind of link, or the link went away meanwhile
+        return None
+
+
+def _number(path: Path, base: int) -> int | None:
+    text = _read(path)
+    if not text:
+        return None
+    try:
+        return int(text, base)
+    except ValueError:
+        log.warning("%s: expected a number, ignoring it (got %r)", path, text)
+        return None
+
+
+def link_facts(name: str, sys_class_net: Path = SYS_CLASS_NET) -> LinkFacts:
+    """What sysfs tells about link ``name``; a missing file leaves its fact at "not told"."""
+    link = sys_class_net / name
+    if not link.exists():
+        log.debug("%s: no %s, classifying by name only", name, link)
+        return LinkFacts()
+    uevent = (_read(link / "uevent") or "").splitlines()
+    devtype = next((line.split("=", 1)[1] for line in uevent if line.startswith("DEVTYPE=")), "")
+    driver = link / "device" / "driver"
+    device_dir = link.resolve()  # /sys/devices/virtual/net/<name> for software links
+    return LinkFacts(
+        arphrd=_number(link / "type", 10),
+        devtype=devtype,
+        driver=driver.resolve().name if driver.exists() else "",
+        wireless=(link / "wireless").is_dir() or (link / "phy80211").exists(),
+        tun_flags=_number(link / "tun_flags", 16),
+        virtual=device_dir.parent.name == "net" and device_dir.parent.parent.name == "virtual",
+    )

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -26,9 +27,21 @@ def test_commands_of_later_issues_say_so_and_exit_two(command: str, capsys: pyte
     assert f"phonekit {command}: not implemented yet" in captured.err
 
 
-def test_check_sip_is_pending(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check", "sip"]) == 2
-    assert "not implemented yet" in capsys.readouterr().err
+def test_check_sip_without_a_profile_skips_and_says_how(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "sip", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["verdict"] == "skip"
+    for check in report["checks"]:
+        assert check["id"].startswith("sip.")
+        assert (check["status"], check["summary"]) == ("skip", "not checked: no account profile given")
+        assert "--profile FILE" in check["remedy"]
+
+
+def test_bad_profile_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    profile = tmp_path / "bad.toml"
+    profile.write_text('[account]\nuser = "1001"\n')
+    assert main(["check", "sip", "--profile", str(profile)]) == 2
+    assert capsys.readouterr().err.strip() == f"phonekit: error: {profile}: field 'account.domain' is missing"
 
 
 def test_check_network_json_prints_only_a_report(capsys: pytest.CaptureFixture[str]) -> None:
