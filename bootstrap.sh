@@ -14,6 +14,7 @@ APT_PACKAGES=(
   coturn                                      # STUN server
   sipsak sip-tester openssl procps iproute2   # SIP probes, certificates, process and network tools
   dnsmasq-base                                # DNS server (NAPTR/SRV) of the test bed
+  nftables                                    # NAT and firewall scenes in the tests' own namespaces
 )
 VENV=${VENV:-.venv}
 

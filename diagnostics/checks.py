@@ -64,6 +64,7 @@ def all_checks() -> tuple[CheckSpec, ...]:
     from diagnostics.audio.checks import check_clipping, check_echo, check_mic_level, check_noise, check_speaker
     from diagnostics.audio.devices import check_devices
     from diagnostics.network.interfaces import check_interfaces, check_route
+    from diagnostics.network.nat import check_nat
     from diagnostics.sip.dns import check_dns
 
     return (
@@ -75,6 +76,7 @@ def all_checks() -> tuple[CheckSpec, ...]:
         CheckSpec("audio.echo", "Acoustic echo", check_echo),
         CheckSpec("network.interfaces", "Network interfaces", check_interfaces),
         CheckSpec("network.route", "Default route", check_route),
+        CheckSpec("network.nat", "NAT behaviour", check_nat),
         CheckSpec("sip.dns", "SIP server in DNS", check_dns),
     )
 

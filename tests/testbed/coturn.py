@@ -1,8 +1,18 @@
-"""coturn as a plain STUN server on loopback, for the product's NAT/STUN checks.
+"""coturn as a plain STUN server on loopback or in a test namespace, for the product's NAT/STUN checks.
 
 Only STUN Binding is needed (no TURN relays, no TLS/DTLS, no CLI), on its own
 pid/log/database files in a per-run work dir so it never touches a system
 coturn, and it is stopped by the PID the test bed started.
+
+RFC 5780 (NAT behaviour discovery) needs a second address: coturn 4.6 turns it
+on by itself when it listens on two addresses of one family (``--listening-ip``
+twice) and then also listens on the alternate port (``--alt-listening-port``,
+default port + 1) on both. Its Binding answers then carry RESPONSE-ORIGIN and
+OTHER-ADDRESS and it honours CHANGE-REQUEST. Ask its *first* address: coturn
+4.6 derives OTHER-ADDRESS from the first listening address, so an answer from
+the second one names the second IP again (4.6.1, netengine.c get_alt_addr).
+With one address it runs with ``--no-rfc5780`` (no OTHER-ADDRESS): a plain
+RFC 5389 server.
 """
 
 from __future__ import annotations
@@ -13,12 +23,16 @@ import os
 import secrets
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
+from tests.testbed.netns import in_netns
 from tests.testbed.procs import Process, TestbedError, require
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +90,23 @@ def _parse_binding_success(data: bytes) -> tuple[str, int]:
 
 
 class Coturn:
-    """A foreground ``turnserver --stun-only`` on ``host:port`` (UDP only)."""
+    """A foreground ``turnserver --stun-only`` on ``host:port`` (UDP only).
 
-    def __init__(self, workdir: Path, host: str = "127.0.0.1", port: int = 3478) -> None:
+    ``alt_host`` makes it an RFC 5780 server with OTHER-ADDRESS ``alt_host:alt_port``
+    (``alt_port`` defaults to ``port + 1``). ``netns`` runs it inside that network
+    namespace (see tests/testbed/netns.py), e.g. on the server's veth addresses.
+    """
+
+    def __init__(
+        self, workdir: Path, host: str = "127.0.0.1", port: int = 3478, alt_host: str | None = None,
+        alt_port: int | None = None, netns: str | None = None,
+    ) -> None:  # fmt: skip
         self.workdir = workdir
         self.host = host
         self.port = port
+        self.alt_host = alt_host
+        self.alt_port = alt_port if alt_port is not None else port + 1
+        self.netns = netns
         self.log_path = workdir / "coturn.log"
         self.pid_path = workdir / "turnserver.pid"
         self.process: Process | None = None
@@ -90,40 +115,62 @@ class Coturn:
     def uri(self) -> str:
         return f"stun:{self.host}:{self.port}"
 
-    def _check_port_free(self) -> None:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            try:
-                sock.bind((self.host, self.port))
-            except OSError as exc:
-                raise TestbedError(
-                    f"STUN port udp/{self.port} on {self.host} busy ({exc.strerror}); see 'ss -lunp' "
-                    "(another test run or a system coturn service?)"
-                ) from exc
+    @property
+    def other_address(self) -> tuple[str, int] | None:
+        """The RFC 5780 OTHER-ADDRESS its answers carry; None for a single-address server."""
+        return (self.alt_host, self.alt_port) if self.alt_host else None
+
+    def _endpoints(self) -> list[tuple[str, int]]:
+        if self.alt_host is None:
+            return [(self.host, self.port)]
+        return [(h, p) for h in (self.host, self.alt_host) for p in (self.port, self.alt_port)]
+
+    def _inside(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn`` where the server runs: here, or in a thread inside its namespace."""
+        return fn(*args, **kwargs) if self.netns is None else in_netns(self.netns, fn, *args, **kwargs)
+
+    def _check_ports_free(self) -> None:
+        for host, port in self._endpoints():
+            with self._inside(socket.socket, socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                try:
+                    sock.bind((host, port))
+                except OSError as exc:
+                    where = f" in netns {self.netns}" if self.netns else ""
+                    raise TestbedError(
+                        f"STUN port udp/{port} on {host}{where} busy ({exc.strerror}); see 'ss -lunp' "
+                        "(another test run or a system coturn service?)"
+                    ) from exc
 
     def start(self, timeout_s: float = 10.0) -> None:
         turnserver = require("turnserver")
-        self._check_port_free()
+        self._check_ports_free()
         self.workdir.mkdir(parents=True, exist_ok=True)
+        listen = [f"--listening-ip={self.host}", f"--listening-port={self.port}"]
+        if self.alt_host is not None:
+            # Two addresses of one family switch RFC 5780 on; the alternate port is listened on as well.
+            listen += [f"--listening-ip={self.alt_host}", f"--alt-listening-port={self.alt_port}"]
+        else:
+            listen += ["--no-rfc5780"]  # one address: a plain RFC 5389 server without OTHER-ADDRESS
         argv = [
             turnserver,
             "-n",  # no config file: a system /etc/turnserver.conf must not leak in
-            f"--listening-ip={self.host}",
-            f"--listening-port={self.port}",
+            *listen,
             "--stun-only",
             "--no-tcp", "--no-tls", "--no-dtls", "--no-cli",
-            # RFC 5780 needs a second address; loopback has one, so keep it off.
-            "--no-rfc5780",
             f"--pidfile={self.pid_path}",
             "--log-file=stdout", "--simple-log",
             f"--userdb={self.workdir / 'turndb'}",
         ]  # fmt: skip
+        if self.netns is not None:
+            argv = [require("ip"), "netns", "exec", self.netns, *argv]  # ip execs turnserver: same PID
         self.process = Process("coturn", argv, self.log_path, cwd=self.workdir)
         self.process.wait_until(self._answers, timeout_s, f"STUN answer on udp/{self.port}")
-        log.info("coturn up (pid %d) at %s", self.process.pid, self.uri)
+        log.info("coturn up (pid %d) at %s%s", self.process.pid, self.uri, f" in {self.netns}" if self.netns else "")
 
     def _answers(self) -> bool:
         try:
-            stun_binding(self.host, self.port, timeout_s=0.2)
+            for host, port in self._endpoints():
+                self._inside(stun_binding, host, port, timeout_s=0.2)
         except TestbedError:
             return False
         return True
