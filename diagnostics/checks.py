@@ -65,7 +65,10 @@ def all_checks() -> tuple[CheckSpec, ...]:
     from diagnostics.audio.devices import check_devices
     from diagnostics.network.interfaces import check_interfaces, check_route
     from diagnostics.network.nat import check_nat
+    from diagnostics.sip.alg import check_sip_alg
     from diagnostics.sip.dns import check_dns
+    from diagnostics.sip.options import check_options
+    from diagnostics.sip.register import check_register
 
     return (
         CheckSpec("audio.devices", "Audio devices", check_devices),
@@ -78,6 +81,10 @@ def all_checks() -> tuple[CheckSpec, ...]:
         CheckSpec("network.route", "Default route", check_route),
         CheckSpec("network.nat", "NAT behaviour", check_nat),
         CheckSpec("sip.dns", "SIP server in DNS", check_dns),
+        CheckSpec("sip.options", "SIP server reachable", check_options),
+        CheckSpec("sip.register", "Registration", check_register),
+        # After sip.register: it reuses that registration's evidence (Via received/rport, stored Contact).
+        CheckSpec("network.sip_alg", "SIP ALG", check_sip_alg),
     )
 
 

@@ -35,6 +35,9 @@ BARESIP_MODULE_PATH = "/usr/lib/baresip/modules"
 
 DEFAULT_USERS: tuple[str, ...] = ("1001", "1002", "1003", "1004")
 DEFAULT_ECHO_EXTENSION = "9196"
+# OPTIONS/MESSAGE to this user come back as "200 Reflected" with the request,
+# exactly as it arrived, as the body (SIP ALG detection compares the two).
+DEFAULT_REFLECTOR_USER = "reflect"
 
 CertVariant = Literal["good", "expired", "wrong_host"]
 Transport = Literal["udp", "tcp", "tls"]
@@ -268,8 +271,8 @@ class Kamailio:
 
     Attributes tests use: ``domain``/``host`` (``127.0.0.1``), ``udp_port``,
     ``tcp_port``, ``tls_port``, ``users`` (user -> per-run password),
-    ``echo_extension``, ``ca_path``, ``tls`` (all TLS files), ``log_path``,
-    ``workdir``, ``echo`` (the :class:`EchoService`).
+    ``echo_extension``, ``reflector_user``, ``ca_path``, ``tls`` (all TLS files),
+    ``log_path``, ``workdir``, ``echo`` (the :class:`EchoService`).
     """
 
     def __init__(
@@ -283,6 +286,7 @@ class Kamailio:
         echo_extension: str = DEFAULT_ECHO_EXTENSION,
         cert_variant: CertVariant = "good",
         host: str = "127.0.0.1",
+        reflector_user: str = DEFAULT_REFLECTOR_USER,
     ) -> None:
         self.workdir = workdir
         self.host = host
@@ -292,6 +296,7 @@ class Kamailio:
         self.tls_port = tls_port
         self.users: dict[str, str] = {user: secrets.token_urlsafe(12) for user in users}
         self.echo_extension = echo_extension
+        self.reflector_user = reflector_user
         self.cert_variant: CertVariant = cert_variant
         self.log_path = workdir / "kamailio.log"
         self.config_path = workdir / "kamailio.cfg"
@@ -349,6 +354,7 @@ class Kamailio:
                 "ECHO_EXTENSION": self.echo_extension,
                 "ECHO_HOST": self.echo.host,
                 "ECHO_PORT": str(self.echo.port),
+                "REFLECTOR_USER": self.reflector_user,
             },
         )
 
@@ -415,6 +421,11 @@ class Kamailio:
 
     def aor(self, user: str) -> str:
         return f"sip:{user}@{self.domain}"
+
+    @property
+    def reflector_uri(self) -> str:
+        """Request URI of the reflector: OPTIONS/MESSAGE to it are answered with themselves as received."""
+        return f"sip:{self.reflector_user}@{self.domain}"
 
     # ----------------------------------------------------------------- inspection
 

@@ -228,5 +228,6 @@ def test_check_network_in_an_isolated_namespace_fails_with_both_causes(empty_net
     assert done.returncode == 1, done.stderr
     report = json.loads(done.stdout)
     statuses = {c["id"]: c["status"] for c in report["checks"]}
-    assert statuses == {"network.interfaces": "fail", "network.route": "fail", "network.nat": "skip"}
+    assert statuses.pop("network.interfaces") == statuses.pop("network.route") == "fail"
+    assert set(statuses.values()) == {"skip"}  # the rest need an account profile
     assert report["verdict"] == "fail"
