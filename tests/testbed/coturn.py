@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import pytest
 
 from tests.testbed.netns import in_netns
-from tests.testbed.procs import Process, TestbedError, require
+from tests.testbed.procs import Process, TestbedError, require, serving
 
 T = TypeVar("T")
 
@@ -191,29 +191,10 @@ class Coturn:
         self.stop()
 
 
-# One instance per process even if the fixture is registered twice (conftest
-# and a test module): a second one would find port 3478 taken.
-_shared: Coturn | None = None
-_shared_users = 0
 
 
 @pytest.fixture(scope="session")
 def coturn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Coturn]:
     """The session's STUN server on 127.0.0.1:3478; fails (never skips) if it cannot start."""
-    global _shared, _shared_users
-    if _shared is None:
-        server = Coturn(tmp_path_factory.mktemp("coturn"))
-        try:
-            server.start()
-        except TestbedError as exc:
-            server.stop()
-            pytest.fail(f"test bed: coturn did not start: {exc}", pytrace=False)
-        _shared = server
-    _shared_users += 1
-    try:
-        yield _shared
-    finally:
-        _shared_users -= 1
-        if _shared_users == 0:
-            _shared.stop()
-            _shared = None
+    with serving(Coturn(tmp_path_factory.mktemp("coturn")), "coturn") as server:
+        yield server

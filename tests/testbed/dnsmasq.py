@@ -26,7 +26,7 @@ import dns.nameserver
 import dns.resolver
 import pytest
 
-from tests.testbed.procs import Process, TestbedError, free_port, require
+from tests.testbed.procs import Process, free_port, require, serving
 
 log = logging.getLogger(__name__)
 
@@ -198,28 +198,10 @@ class DnsServer:
         self.stop()
 
 
-# One instance per process even if the fixture is registered twice (conftest and a test module).
-_shared: DnsServer | None = None
-_shared_users = 0
 
 
 @pytest.fixture(scope="session")
 def dns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsServer]:
     """The session's DNS server (dnsmasq on 127.0.0.1, a free port); fails (never skips) if it cannot start."""
-    global _shared, _shared_users
-    if _shared is None:
-        server = DnsServer(tmp_path_factory.mktemp("dnsmasq"))
-        try:
-            server.start()
-        except TestbedError as exc:
-            server.stop()
-            pytest.fail(f"test bed: dnsmasq did not start: {exc}", pytrace=False)
-        _shared = server
-    _shared_users += 1
-    try:
-        yield _shared
-    finally:
-        _shared_users -= 1
-        if _shared_users == 0:
-            _shared.stop()
-            _shared = None
+    with serving(DnsServer(tmp_path_factory.mktemp("dnsmasq")), "dnsmasq") as server:
+        yield server

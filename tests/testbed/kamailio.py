@@ -25,7 +25,7 @@ from typing import Literal
 
 import pytest
 
-from tests.testbed.procs import Process, TestbedError, free_port, require, tcp_listening
+from tests.testbed.procs import Process, TestbedError, free_port, require, serving, tcp_listening
 
 log = logging.getLogger(__name__)
 
@@ -501,11 +501,6 @@ class Kamailio:
 # --------------------------------------------------------------------------- fixture
 
 
-# One instance per process even if this fixture gets registered twice (e.g. in
-# tests/conftest.py and, meanwhile, in a test module): two instances would
-# fight over port 5060.
-_shared: Kamailio | None = None
-_shared_users = 0
 
 
 @pytest.fixture(scope="session")
@@ -514,20 +509,5 @@ def kamailio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kamailio]:
 
     A component that cannot start fails the test with the reason (never skips).
     """
-    global _shared, _shared_users
-    if _shared is None:
-        server = Kamailio(tmp_path_factory.mktemp("kamailio"))
-        try:
-            server.start()
-        except TestbedError as exc:
-            server.stop()
-            pytest.fail(f"test bed: Kamailio did not start: {exc}", pytrace=False)
-        _shared = server
-    _shared_users += 1
-    try:
-        yield _shared
-    finally:
-        _shared_users -= 1
-        if _shared_users == 0:
-            _shared.stop()
-            _shared = None
+    with serving(Kamailio(tmp_path_factory.mktemp("kamailio")), "Kamailio") as server:
+        yield server

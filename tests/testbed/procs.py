@@ -15,8 +15,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol, TypeVar
+
+import pytest
 
 _PR_SET_PDEATHSIG = 1
 
@@ -145,3 +149,25 @@ def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_DGRAM) -> int:
                     continue
                 return port
     raise TestbedError(f"no port free for both UDP and TCP on {host}")
+
+
+class Server(Protocol):
+    def start(self) -> object: ...
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=Server)
+
+
+@contextmanager
+def serving(server: S, what: str) -> Iterator[S]:
+    """Start a test-bed server for a fixture and stop it after; one that cannot start fails the test (never skips)."""
+    try:
+        server.start()
+    except TestbedError as exc:
+        server.stop()
+        pytest.fail(f"test bed: {what} did not start: {exc}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
