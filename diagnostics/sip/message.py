@@ -48,6 +48,7 @@ __all__ = [
     "parse_name_addr",
     "parse_uri",
     "parse_via",
+    "quoted_string",
     "split_list",
     "user_agent",
 ]
@@ -626,6 +627,13 @@ class _Fields:
         return Headers(tuple(fields))
 
 
+def quoted_string(text: str) -> str:
+    """RFC 3261 §25.1 quoted-string: backslash and double quote escaped, CR/LF refused."""
+    if "\r" in text or "\n" in text:
+        raise ValueError(f"a quoted string cannot hold a line break (got {text!r})")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def build_request(
     method: str,
     uri: str,
@@ -651,7 +659,7 @@ def build_request(
     branch = branch or new_branch()
     if not branch.startswith(BRANCH_MAGIC):
         raise ValueError(f"Via branch must start with {BRANCH_MAGIC!r} (RFC 3261 §8.1.1.7) (got {branch!r})")
-    display = f'"{display_name}"' if display_name else ""
+    display = quoted_string(display_name) if display_name else ""
     fields = _Fields(
         via=Via(transport.upper(), local.host, local.port, (("branch", branch), ("rport", None))),
         from_=NameAddr(from_uri, display, (("tag", tag),)),

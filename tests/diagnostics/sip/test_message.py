@@ -180,3 +180,15 @@ def test_stream_reader_cuts_messages_by_content_length() -> None:
     assert isinstance(got[1][1], Response) and got[1][1].status == 200
     with pytest.raises(ParseError, match="without Content-Length"):
         StreamReader().feed(b"SIP/2.0 200 OK\r\nVia: x\r\n\r\n")
+
+
+def test_display_names_are_quoted_strings() -> None:
+    from diagnostics.sip.message import parse_name_addr, quoted_string
+
+    assert quoted_string('Alice "Al" \\ Example') == '"Alice \\"Al\\" \\\\ Example"'
+    with pytest.raises(ValueError, match="cannot hold a line break"):
+        quoted_string("evil\r\nVia: x")
+    name = quoted_string('Alice "Al"')
+    header = f"{name} <sip:1001@example.com>;tag=1"
+    parsed = parse_name_addr(header)
+    assert (parsed.display_name, parsed.uri) == (name, "sip:1001@example.com")
