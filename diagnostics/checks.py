@@ -64,6 +64,7 @@ def all_checks() -> tuple[CheckSpec, ...]:
     from diagnostics.audio.checks import check_clipping, check_echo, check_mic_level, check_noise, check_speaker
     from diagnostics.audio.devices import check_devices
     from diagnostics.network.interfaces import check_interfaces, check_route
+    from diagnostics.network.media import check_media
     from diagnostics.network.nat import check_nat
     from diagnostics.sip.alg import check_sip_alg
     from diagnostics.sip.dns import check_dns
@@ -85,6 +86,7 @@ def all_checks() -> tuple[CheckSpec, ...]:
         CheckSpec("sip.register", "Registration", check_register),
         # After sip.register: it reuses that registration's evidence (Via received/rport, stored Contact).
         CheckSpec("network.sip_alg", "SIP ALG", check_sip_alg),
+        CheckSpec("network.media", "Media path (RTP) and call quality", check_media),
     )
 
 

@@ -12,14 +12,27 @@ phone, a sounddevice bridge).
 
 Lifecycle: calls and media ports are destroyed before ``libDestroy()``,
 otherwise the conference bridge asserts and aborts the process.
+
+Statistics: :meth:`Engine.call` samples the audio stream's RTP/RTCP statistics
+(:class:`StreamStats`) at every poll and returns them with the outcome. Two
+pjsua2 2.15 quirks shape that code: ``RtcpStreamStat.reorder`` holds the loss
+count (the reorder count is read from the call dump instead), and inbound loss
+is only exact right after an in-order packet (see :meth:`Call.sample_stats`).
+
+pjsua2's log goes to Python logging (``phone.engine.pjsua2``), never to stdout.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import gc
 import logging
+import os
+import re
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,13 +53,45 @@ __all__ = [
     "EngineConfig",
     "RegisterOutcome",
     "SipAccount",
+    "StreamStats",
     "Transport",
 ]
 
 log = logging.getLogger(__name__)
+pjsua_log = logging.getLogger(f"{__name__}.pjsua2")
+
+# pjsua2's log levels (1 error … 6 trace) as Python's.
+_PJ_LEVELS = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO}
+
+
+class _LogWriter(pj.LogWriter):  # type: ignore[misc]
+    """pjsua2's log into Python logging (stderr), never onto stdout, where ``--json`` output goes."""
+
+    def write(self, entry: pj.LogEntry) -> None:
+        pjsua_log.log(_PJ_LEVELS.get(int(entry.level), logging.DEBUG), "%s", str(entry.msg).rstrip())
+
+
+@contextlib.contextmanager
+def _stdout_elsewhere() -> Iterator[None]:
+    """Point file descriptor 1 away from stdout for a moment: pjlib prints its first lines (in
+    ``libCreate``) before any log configuration applies. They go to stderr when pjsua2 debug
+    logging is on, else nowhere."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    target = os.open(os.devnull, os.O_WRONLY) if not pjsua_log.isEnabledFor(logging.DEBUG) else os.dup(2)
+    try:
+        os.dup2(target, 1)
+        yield
+    finally:
+        os.close(target)
+        ctypes.CDLL(None).fflush(None)  # C stdio buffers, before fd 1 points back at stdout
+        os.dup2(saved, 1)
+        os.close(saved)
 
 FRAME_USEC = 20_000
 """One packet of audio: 20 ms, the usual RTP packetisation."""
+SETTLE_S = 0.3
+"""At the end of a call, how long to wait for statistics taken right after an in-order packet."""
 
 
 _PJ_TRANSPORT = {
@@ -69,7 +114,28 @@ class EngineConfig:
     clock_rate_hz: int = 16000
     """Conference bridge rate: wideband, so G.722 is not squeezed through 8 kHz."""
     log_level: int = 1
+    """pjsua2 log level (1 errors … 6 everything), logged through ``phone.engine.pjsua2``."""
     user_agent: str = "phonekit"
+    rtp_ports: tuple[int, int] | None = None
+    """First and last local RTP port (RTCP takes the port above each RTP port); None: pjsua2's
+    default (from 4000 up, no limit). Each call's media transport takes a pair in this range."""
+    codecs: tuple[str, ...] = ()
+    """Codecs in order of preference, as pjsua2 names them or a prefix (``PCMU``, ``G722/16000``,
+    ``speex/8000``); empty keeps pjsua2's own priorities."""
+    only_listed_codecs: bool = False
+    """Disable every codec not in ``codecs`` (else they stay available below the listed ones)."""
+    vad: bool = True
+    """Voice activity detection (pjsua2's default). With it, nothing is sent during silence, which
+    starves RTCP statistics: a media probe turns it off."""
+
+    def __post_init__(self) -> None:
+        if self.rtp_ports is not None:
+            first, last = self.rtp_ports
+            if not (1024 <= first < last <= 65535):
+                raise ValueError(f"rtp_ports must be (first, last) with 1024 <= first < last <= 65535 "
+                                 f"(got {self.rtp_ports!r})")  # fmt: skip
+        if self.only_listed_codecs and not self.codecs:
+            raise ValueError("only_listed_codecs needs at least one codec in 'codecs' (got none)")
 
 
 @dataclass(frozen=True)
@@ -106,6 +172,67 @@ class RegisterOutcome:
 
 
 @dataclass(frozen=True)
+class StreamStats:
+    """RTP/RTCP statistics of a call's audio stream at one moment (pjsua2's ``getStreamStat``).
+
+    ``rx_*``: what this end received, measured here (RFC 3550 receiver
+    statistics). ``tx_*``: what the far end received from us, as its last RTCP
+    receiver report said (None until one arrived).
+    """
+
+    codec: str
+    """Negotiated codec, ``name/clock rate`` (``PCMU/8000``)."""
+    codec_clock_rate_hz: int
+    local_rtp: str
+    """Local RTP address ``ip:port`` of the media transport."""
+    remote_rtp: str
+    """Where RTP is sent (the far end's SDP address)."""
+    duration_s: float
+    """Since the stream started."""
+    tx_packets: int
+    """RTP packets sent."""
+    rx_packets: int
+    """RTP packets received (including duplicates)."""
+    rx_lost_packets: int
+    """Lost inbound: expected − received, where expected follows the highest sequence number (RFC 3550 A.3)."""
+    rx_loss_percent: float
+    rx_reordered_packets: int
+    """Inbound packets that arrived after a later one (pjmedia's counter, read from pjsua's call dump)."""
+    rx_duplicate_packets: int
+    rx_discarded_packets: int
+    rx_jitter_ms: float | None
+    """Interarrival jitter J now (RFC 3550 §6.4.1); None before enough packets (pjmedia skips the first 25).
+    pjmedia updates J only for a packet that directly follows the previous one in sequence: when the
+    network reorders packets, it reads lower than RFC 3550's J over all packets in arrival order."""
+    rx_jitter_mean_ms: float | None
+    """Mean of J over the call."""
+    rx_jitter_max_ms: float | None
+    tx_reports: int
+    """RTCP receiver reports received from the far end."""
+    tx_lost_packets: int | None
+    """Cumulative packets lost on their way to the far end, from its last report."""
+    tx_loss_percent: float | None
+    """``tx_lost_packets`` over the packets we had sent when that report arrived."""
+    tx_jitter_ms: float | None
+    """Interarrival jitter the far end measured on our stream, from its last report."""
+    rtt_ms: float | None
+    """Round-trip time from the last RTCP exchange (RFC 3550 §6.4.1 LSR/DLSR); None before one completed
+    (the far end's report must come after our first sender report, ~5 s into a call)."""
+    rtt_mean_ms: float | None
+    jitter_buffer_delay_ms: float | None
+    """Mean delay of the local jitter buffer."""
+    jitter_buffer_discarded: int
+    """Frames the jitter buffer threw away (too late or overflowing)."""
+    jitter_buffer_lost: int
+    """Frames the jitter buffer had to conceal."""
+    sampled_at_unix_s: float
+    """Wall-clock time of this sample."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
 class CallOutcome:
     code: int
     """Final status of the INVITE (200 when answered)."""
@@ -113,8 +240,12 @@ class CallOutcome:
     setup_ms: float
     """From sending INVITE to the call being confirmed."""
     received: npt.NDArray[np.int16]
-    """Audio that arrived from the far end while the call was up, at the port's rate."""
+    """Audio that arrived from the far end while the call was up, at the port's rate: sample ``i``
+    was heard ``i`` samples after the port started playing ``play`` (gaps are recorded as silence)."""
     sample_rate_hz: int
+    stats: StreamStats | None = None
+    """The audio stream's statistics shortly before hang-up: the last sample taken right after an
+    in-order packet (exact inbound loss, see :meth:`Call.sample_stats`), else the last sample."""
 
     @property
     def answered(self) -> bool:
@@ -162,13 +293,16 @@ class BufferPort(pj.AudioMediaPort):  # type: ignore[misc]
         frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
 
     def onFrameReceived(self, frame: pj.MediaFrame) -> None:
-        if frame.type != pj.PJMEDIA_FRAME_TYPE_AUDIO:
-            return
-        self.frames_received += 1
-        data = np.frombuffer(bytes(frame.buf), dtype="<i2")
-        room = len(self._record) - self._record_pos
-        take = min(room, len(data))
-        self._record[self._record_pos : self._record_pos + take] = data[:take]
+        # A frame without audio (nothing to mix yet) still takes its 20 ms: record silence,
+        # so that the recording stays aligned in time with what was played.
+        if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO:
+            self.frames_received += 1
+            data = np.frombuffer(bytes(frame.buf), dtype="<i2")
+            take = min(len(self._record) - self._record_pos, len(data))
+            self._record[self._record_pos : self._record_pos + take] = data[:take]
+        else:
+            take = min(len(self._record) - self._record_pos, self.samples_per_frame)
+            self._record[self._record_pos : self._record_pos + take] = 0
         self._record_pos += take
 
     def recorded(self) -> npt.NDArray[np.int16]:
@@ -192,6 +326,15 @@ class Account(pj.Account):  # type: ignore[misc]
         self.incoming.append(Call(self, prm.callId))
 
 
+# pjsua_dump.c, receive side: "pkt loss=%d (%3.1f%%), discrd=%d (%3.1f%%), dup=%d (%2.1f%%), reord=%d (%3.1f%%)"
+_DUMP_REORDER = re.compile(r"discrd=\d+ \([^)]*\), dup=\d+ \([^)]*\), reord=(\d+)")
+
+
+def _ms(stat: pj.MathStat, field_name: str = "last") -> float | None:
+    """A pjmedia MathStat (µs) in ms; None when it holds no sample yet."""
+    return float(getattr(stat, field_name)) / 1000.0 if stat.n > 0 else None
+
+
 class Call(pj.Call):  # type: ignore[misc]
     def __init__(self, account: Account, call_id: int = pj.PJSUA_INVALID_ID) -> None:
         super().__init__(account, call_id)
@@ -200,6 +343,107 @@ class Call(pj.Call):  # type: ignore[misc]
         self.last_reason = ""
         self.confirmed_at: float | None = None
         self.on_media: Callable[[pj.AudioMedia], None] | None = None
+        self.last_stats: StreamStats | None = None
+        self.settled_stats: StreamStats | None = None
+        """The last sample taken right after an in-order packet (see :meth:`sample_stats`)."""
+        self._tx_reports = 0
+        self._tx_packets_at_report = 0
+        self._rx_counts = (0, 0)  # (packets, in-sequence packets) at the previous sample
+
+    def audio_index(self) -> int | None:
+        """Index of the active audio stream, or None."""
+        info = self.getInfo()  # keep it referenced: its media list points into it (SWIG)
+        for index, media in enumerate(info.media):
+            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                return index
+        return None
+
+    def sample_stats(self) -> StreamStats | None:
+        """Read the audio stream's statistics now (also kept as :attr:`last_stats`); None without active audio.
+
+        Call it often while the call is up (every 10 ms poll): it also notes how
+        many packets we had sent when each RTCP report from the far end arrived,
+        which turns the report's cumulative loss into a percentage, and it keeps
+        :attr:`settled_stats`. pjmedia recounts inbound loss (expected − received)
+        only when an in-order packet arrives, so right after a late (reordered)
+        packet its count is too high by the late packets until the next in-order
+        one. A sample is exact when every packet since the previous sample came
+        in sequence: pjmedia adds a jitter sample for exactly those packets
+        (after its first 25), so the jitter sample count grew by as much as the
+        packet count.
+        """
+        try:
+            index = self.audio_index()
+            if index is None:
+                return None
+            stat = self.getStreamStat(index)
+            info = self.getStreamInfo(index)
+            transport = self.getMedTransportInfo(index)
+        except pj.Error as exc:  # the stream went away between our calls (far end hung up)
+            log.debug("no stream statistics: %s", exc.info())
+            return None
+        rtcp, rx, tx = stat.rtcp, stat.rtcp.rxStat, stat.rtcp.txStat
+        if tx.updateCount > self._tx_reports:
+            self._tx_reports = int(tx.updateCount)
+            self._tx_packets_at_report = int(tx.pkt)
+        now = time.time()
+        rx_lost = int(rx.loss)
+        reported = self._tx_reports > 0
+        tx_lost = int(tx.loss) if reported else None
+        jb = stat.jbuf
+        previous = self.last_stats
+        self.last_stats = StreamStats(
+            codec=f"{info.codecName}/{info.codecClockRate}",
+            codec_clock_rate_hz=int(info.codecClockRate),
+            local_rtp=str(transport.localRtpName),
+            remote_rtp=str(info.remoteRtpAddress),
+            duration_s=max(0.0, now - (rtcp.start.sec + rtcp.start.msec / 1000.0)),
+            tx_packets=int(tx.pkt),
+            rx_packets=int(rx.pkt),
+            rx_lost_packets=rx_lost,
+            rx_loss_percent=100.0 * rx_lost / (rx_lost + rx.pkt) if rx_lost + rx.pkt else 0.0,
+            rx_reordered_packets=self._rx_reordered(),
+            rx_duplicate_packets=int(rx.dup),
+            rx_discarded_packets=int(rx.discard),
+            rx_jitter_ms=_ms(rx.jitterUsec),
+            rx_jitter_mean_ms=_ms(rx.jitterUsec, "mean"),
+            rx_jitter_max_ms=_ms(rx.jitterUsec, "max"),
+            tx_reports=self._tx_reports,
+            tx_lost_packets=tx_lost,
+            tx_loss_percent=(
+                100.0 * tx_lost / self._tx_packets_at_report
+                if tx_lost is not None and self._tx_packets_at_report
+                else None
+            ),
+            tx_jitter_ms=_ms(tx.jitterUsec) if reported else None,
+            rtt_ms=_ms(rtcp.rttUsec),
+            rtt_mean_ms=_ms(rtcp.rttUsec, "mean"),
+            jitter_buffer_delay_ms=float(jb.avgDelayMsec) if jb.frameSize else None,
+            jitter_buffer_discarded=int(jb.discard),
+            jitter_buffer_lost=int(jb.lost),
+            sampled_at_unix_s=now,
+        )
+        current = self.last_stats
+        counts = (int(rx.pkt), int(rx.jitterUsec.n))
+        new_packets, new_in_sequence = counts[0] - self._rx_counts[0], counts[1] - self._rx_counts[1]
+        self._rx_counts = counts
+        if (
+            previous is not None
+            and new_packets > 0
+            and new_in_sequence == new_packets
+            and current.rx_duplicate_packets == previous.rx_duplicate_packets
+        ):
+            self.settled_stats = current
+        return current
+
+    def _rx_reordered(self) -> int:
+        """Inbound packets that arrived out of order, from pjsua's call dump.
+
+        pjsua2 2.15's ``RtcpStreamStat.reorder`` holds the loss count instead
+        (``call.cpp``: ``this->reorder = prm.loss``); the dump prints pjmedia's own counter.
+        """
+        match = _DUMP_REORDER.search(str(self.dump(True, "")))
+        return int(match.group(1)) if match else 0
 
     def onCallState(self, prm: pj.OnCallStateParam) -> None:
         info = self.getInfo()
@@ -236,15 +480,20 @@ class Engine:
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> Engine:
         cfg = self.config
-        self.ep.libCreate()
+        with _stdout_elsewhere():
+            self.ep.libCreate()
         ep_cfg = pj.EpConfig()
         ep_cfg.uaConfig.threadCnt = 0
         ep_cfg.uaConfig.mainThreadOnly = True
         ep_cfg.uaConfig.userAgent = cfg.user_agent
         ep_cfg.logConfig.level = cfg.log_level
         ep_cfg.logConfig.consoleLevel = cfg.log_level
+        writer = _LogWriter()
+        writer.__disown__()  # the endpoint deletes its writer in libDestroy()
+        ep_cfg.logConfig.writer = writer
         ep_cfg.medConfig.clockRate = cfg.clock_rate_hz
         ep_cfg.medConfig.sndClockRate = cfg.clock_rate_hz
+        ep_cfg.medConfig.noVad = not cfg.vad
         self.ep.libInit(ep_cfg)
         self._started = True
         for kind in cfg.transports:
@@ -266,7 +515,27 @@ class Engine:
                 ) from exc
         self.ep.libStart()
         self.ep.audDevManager().setNullDev()
+        self._set_codec_priorities()
         return self
+
+    def _set_codec_priorities(self) -> None:
+        """Apply ``config.codecs``: listed codecs first in the given order (pjsua2 priorities 255, 254, …)."""
+        cfg = self.config
+        if not cfg.codecs:
+            return
+        available = [str(info.codecId) for info in self.ep.codecEnum2()]
+        chosen: dict[str, int] = {}
+        for rank, wanted in enumerate(cfg.codecs):
+            matches = [cid for cid in available if cid.lower().startswith(wanted.lower())]
+            if not matches:
+                raise ValueError(f"codec {wanted!r} is not available (pjsua2 offers: {', '.join(available)})")
+            for cid in matches:
+                chosen.setdefault(cid, 255 - rank)
+        for cid in available:
+            if cid in chosen:
+                self.ep.codecSetPriority(cid, chosen[cid])
+            elif cfg.only_listed_codecs:
+                self.ep.codecSetPriority(cid, 0)
 
     def close(self) -> None:
         """Hang up, unregister and destroy in the order the conference bridge needs."""
@@ -335,6 +604,13 @@ class Engine:
             # offers the first interface's address and the peer sends media there.
             cfg.mediaConfig.transportConfig.boundAddress = self.config.bound_address
             cfg.mediaConfig.transportConfig.publicAddress = self.config.bound_address
+        if self.config.rtp_ports is not None:
+            # pjsua2 takes RTP ports from [port, port + portRange] and RTCP one above each:
+            # start even and stop one short of the last port so that RTCP stays in range too.
+            first, last = self.config.rtp_ports
+            start = first + (first % 2)
+            cfg.mediaConfig.transportConfig.port = start
+            cfg.mediaConfig.transportConfig.portRange = max(0, last - 1 - start)
         acc = Account()
         acc.create(cfg)
         self._accounts.append(acc)
@@ -362,8 +638,13 @@ class Engine:
         play: npt.NDArray[Any] | None = None,
         seconds: float = 2.0,
         answer_timeout_s: float = 10.0,
+        stop_when: Callable[[StreamStats], bool] | None = None,
     ) -> CallOutcome:
-        """Call ``uri``, send ``play`` (int16 or float, at the bridge rate) and record the far end for ``seconds``."""
+        """Call ``uri``, send ``play`` (int16 or float, at the bridge rate) and record the far end for ``seconds``.
+
+        ``stop_when`` hangs up earlier, as soon as it returns True for a statistics sample
+        (e.g. once the far end's first RTCP report is in).
+        """
         port = self._new_port(play, seconds + 1.0)
         call = Call(account)
         self._calls.append(call)
@@ -387,8 +668,24 @@ class Engine:
             code = call.last_code or 408
             return CallOutcome(code, call.last_reason or "no answer", 0.0, np.zeros(0, np.int16), port.rate_hz)
         setup_ms = (call.confirmed_at - start) * 1000.0
-        self.poll_for(lambda: call.disconnected, seconds)
+        # Sample the stream's statistics every poll: the last sample is the state at hang-up,
+        # and the note of what we had sent when each RTCP report arrived stays exact.
+        # When it is time to stop, wait (up to SETTLE_S) for one more settled sample, so that the
+        # statistics returned are exact for inbound loss and include everything seen until then.
+        deadline = time.monotonic() + seconds
+        stopping_at: float | None = None
+        settled_before: StreamStats | None = None
+        while not call.disconnected:
+            self.poll(10)
+            sample = call.sample_stats()
+            now = time.monotonic()
+            if stopping_at is None and (now >= deadline or (stop_when is not None and sample is not None
+                                                            and stop_when(sample))):  # fmt: skip
+                stopping_at, settled_before = now, call.settled_stats
+            if stopping_at is not None and (call.settled_stats is not settled_before or now - stopping_at > SETTLE_S):
+                break
         if not call.disconnected:
             call.hangup(pj.CallOpParam(True))
             self.poll_for(lambda: call.disconnected, 2.0)
-        return CallOutcome(200, "OK", setup_ms, port.recorded(), port.rate_hz)
+        stats = call.settled_stats if call.settled_stats is not settled_before else call.last_stats
+        return CallOutcome(200, "OK", setup_ms, port.recorded(), port.rate_hz, stats=stats)

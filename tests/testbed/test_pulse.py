@@ -69,7 +69,7 @@ def test_default_alsa_device_also_reaches_the_scene(headset_scene: PulseScene) -
     with sounddevice_in(headset_scene) as sd:
         names = [d["name"] for d in sd.query_devices()]
     assert {"pulse", "default"} <= set(names), names
-    x = record(headset_scene, 0.3, device="default")
+    x = record(headset_scene, 1.0, device="default")  # a whole loop: the tone sounds half of each second
     assert abs(dominant_hz(x) - 1000.0) <= 5
 
 
