@@ -11,6 +11,7 @@ APT_PACKAGES=(
   pulseaudio pulseaudio-utils sox espeak-ng   # virtual audio devices, test signals and speech
   kamailio kamailio-tls-modules               # SIP registrar/proxy of the test bed
   baresip-core                                # independent SIP peer (and echo service)
+  linphone-cli                                # linphonec: proves generated Linphone configs register
   coturn                                      # STUN server
   sipsak sip-tester openssl procps iproute2   # SIP probes, certificates, process and network tools
   dnsmasq-base                                # DNS server (NAPTR/SRV) of the test bed

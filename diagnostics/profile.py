@@ -25,6 +25,17 @@ Format (every key but ``user``, ``domain`` and one password source is optional):
     [checks]
     echo_extension = "9196"            # a number that answers and sends the caller's audio back
 
+    [media]                            # what the phone offers (provisioning writes these)
+    codecs = ["G722", "PCMA", "PCMU"]  # in order of preference
+    srtp = "disabled"                  # disabled | optional | mandatory
+
+    [audio]
+    input = "Jabra"                    # capture device: a name substring or PortAudio index ("" = default)
+    output = "Jabra"                   # playback device, likewise
+
+    [dialplan]                         # dial rules; owned and validated by provision.dialplan
+    ...
+
 A password never comes from the command line, and its ``repr`` is redacted.
 """
 
@@ -34,9 +45,11 @@ import os
 import re
 import stat
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from diagnostics.checks import CheckContext
@@ -45,6 +58,7 @@ from diagnostics.report import CheckResult, Status
 from diagnostics.secret import Secret
 
 __all__ = [
+    "SRTP_MODES",
     "AccountProfile",
     "HostPort",
     "Transport",
@@ -105,6 +119,14 @@ class AccountProfile:
     tls_ca_file: Path | None = None
     tls_verify: bool = True
     echo_extension: str | None = None
+    codecs: tuple[str, ...] = ()
+    """Audio codecs in order of preference (empty: the phone's defaults)."""
+    srtp: str = "disabled"
+    """One of :data:`SRTP_MODES`."""
+    input_device: str = ""
+    output_device: str = ""
+    dialplan: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    """The ``[dialplan]`` table as read; its owner, :mod:`provision.dialplan`, validates it."""
 
     @property
     def aor(self) -> str:
@@ -115,12 +137,18 @@ class AccountProfile:
         return self.auth_user or self.user
 
 
-_KNOWN = {
-    "account": {"user", "domain", "auth_user", "display_name", "registrar", "transport", "password_file",
-                "password_env", "password"},
-    "network": {"stun_server", "dns_server", "rtp_ports"},
-    "tls": {"ca_file", "verify"},
-    "checks": {"echo_extension"},
+SRTP_MODES = ("disabled", "optional", "mandatory")
+
+# Known sections and their fields; None: the section belongs to another module, which checks its fields.
+_KNOWN: dict[str, frozenset[str] | None] = {
+    "account": frozenset({"user", "domain", "auth_user", "display_name", "registrar", "transport", "password_file",
+                          "password_env", "password"}),
+    "network": frozenset({"stun_server", "dns_server", "rtp_ports"}),
+    "tls": frozenset({"ca_file", "verify"}),
+    "checks": frozenset({"echo_extension"}),
+    "media": frozenset({"codecs", "srtp"}),
+    "audio": frozenset({"input", "output"}),
+    "dialplan": None,
 }
 
 
@@ -218,7 +246,8 @@ def load_profile(path: Path) -> AccountProfile:
     for section, value in data.items():
         if section not in _KNOWN or not isinstance(value, dict):
             raise UsageError(f"{path}: unknown section [{section}] (known: {', '.join(sorted(_KNOWN))})")
-        unknown = sorted(set(value) - _KNOWN[section])
+        fields = _KNOWN[section]
+        unknown = [] if fields is None else sorted(set(value) - fields)
         if unknown:
             raise UsageError(f"{path}: unknown field '{section}.{unknown[0]}'")
     r = _Reader(path, data)
@@ -239,6 +268,12 @@ def load_profile(path: Path) -> AccountProfile:
     if verify is not None and not isinstance(verify, bool):
         raise r.fail("tls.verify", "must be true or false", verify)
     echo = r.text("checks", "echo_extension", pattern=_USER)
+    codecs = r.get("media", "codecs") or []
+    if not isinstance(codecs, list) or not all(isinstance(c, str) and c.strip() for c in codecs):
+        raise r.fail("media.codecs", "must be a list of codec names", codecs)
+    srtp = r.text("media", "srtp") or "disabled"
+    if srtp not in SRTP_MODES:
+        raise r.fail("media.srtp", f"must be {', '.join(SRTP_MODES[:-1])} or {SRTP_MODES[-1]}", srtp)
     return AccountProfile(
         path=path,
         user=r.text("account", "user", required=True, pattern=_USER),
@@ -254,7 +289,22 @@ def load_profile(path: Path) -> AccountProfile:
         tls_ca_file=r.file("tls", "ca_file"),
         tls_verify=True if verify is None else verify,
         echo_extension=echo or None,
+        codecs=tuple(c.strip() for c in codecs),
+        srtp=srtp,
+        input_device=_device(r, "input"),
+        output_device=_device(r, "output"),
+        dialplan=MappingProxyType(dict(data.get("dialplan", {}))),
     )
+
+
+def _device(r: _Reader, name: str) -> str:
+    """An audio device name (may be empty: the system default); surrounding blanks kept, they can be part of it."""
+    value = r.get("audio", name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise r.fail(f"audio.{name}", "must be a device name (a string)", value)
+    return value
 
 
 def profile_of(ctx: CheckContext) -> AccountProfile | None:

@@ -11,7 +11,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -21,6 +21,7 @@ from diagnostics.checks import GROUPS, CheckContext, all_checks, run_checks
 from diagnostics.errors import MeasurementError, UsageError
 from diagnostics.render import progress_on, render_json, render_text
 from diagnostics.report import EXIT_ENVIRONMENT, EXIT_OK, EXIT_USAGE, exit_code, phonekit_version
+from provision import dialplan_cli
 
 __all__ = ["main"]
 
@@ -56,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--non-interactive", action="store_true", help="never ask the person anything")
     check.add_argument("--save-wav", type=Path, metavar="DIR", help="keep raw recordings here")
     _common(check)
+
+    dialplan_cli.register(sub)
 
     for name, what in _PENDING.items():
         pending = sub.add_parser(name, help=f"{what}: not implemented yet")
@@ -169,6 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in _PENDING:
         print(f"phonekit {args.command}: not implemented yet: {_PENDING[args.command]}", file=sys.stderr)
         return EXIT_USAGE
+    if args.command == "dialplan":
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        return handler(args)
     try:
         if args.command == "devices":
             return _cmd_devices(args)
