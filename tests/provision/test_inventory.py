@@ -332,3 +332,15 @@ def test_validation_streams_in_flat_memory(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert result.ok and result.machines == 10_000
     assert peak < 4_000_000, f"validating 10,000 machines peaked at {peak / 1e6:.1f} MB"
+
+
+def test_a_dial_profile_file_is_found_next_to_the_inventory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "plans").mkdir()
+    (tmp_path / "plans" / "office.toml").write_text('name = "office"\n[dial]\noutside_line = "0"\n')
+    inventory = write(tmp_path, "fleet.csv", "hostname,user,display_name,extension,domain,registrar,dial_profile\n"
+                                             "ws-1,a,A,1,example.com,sip.example.com,plans/office.toml\n"
+                                             "ws-2,b,B,2,example.com,sip.example.com,plans/nothing.toml\n")
+    monkeypatch.chdir("/")
+    assert errors(inventory) == [f"{inventory} row 3: field 'dial_profile' names no file (got 'plans/nothing.toml')"]
+    [machine] = [e.machine for e in open_inventory(inventory).scan() if e.machine]
+    assert machine.dial_profile == str(tmp_path / "plans" / "office.toml")  # absolute: the renderer needs no cwd
