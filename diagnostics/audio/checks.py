@@ -6,6 +6,7 @@ each ``check_*`` takes them from the run's shared :mod:`diagnostics.audio.sessio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from diagnostics.audio.p56 import active_speech_level
 from diagnostics.audio.session import TAIL_S, AudioSession, NoMicrophone, audio_session
 from diagnostics.audio.tone import measure_tone
 from diagnostics.audio.verdicts import judge
-from diagnostics.checks import CheckContext
+from diagnostics.checks import CheckContext, CheckFn
 from diagnostics.report import CheckResult, Status
 
 __all__ = [
@@ -219,35 +220,20 @@ def _echo(session: AudioSession, ctx: CheckContext) -> EchoEstimate:
     return estimate
 
 
-def check_mic_level(ctx: CheckContext) -> CheckResult:
-    try:
-        s = audio_session(ctx)
-    except NoMicrophone as exc:
-        return _skip("audio.mic_level", exc)
-    return assess_mic_level(s.mic, s.samplerate, s.interactive_speech)
+def _with_session(check_id: str, assess: Callable[[AudioSession, CheckContext], CheckResult]) -> CheckFn:
+    """A check on the run's shared audio session; without a microphone it is skipped, naming why."""
+
+    def check(ctx: CheckContext) -> CheckResult:
+        try:
+            session = audio_session(ctx)
+        except NoMicrophone as exc:
+            return _skip(check_id, exc)
+        return assess(session, ctx)
+
+    return check
 
 
-def check_noise(ctx: CheckContext) -> CheckResult:
-    try:
-        s = audio_session(ctx)
-    except NoMicrophone as exc:
-        return _skip("audio.noise", exc)
-    return assess_noise(s.quiet, s.samplerate)
-
-
-def check_clipping(ctx: CheckContext) -> CheckResult:
-    try:
-        s = audio_session(ctx)
-    except NoMicrophone as exc:
-        return _skip("audio.clipping", exc)
-    return assess_clipping(s.mic, s.samplerate)
-
-
-def check_speaker(ctx: CheckContext) -> CheckResult:
-    try:
-        s = audio_session(ctx)
-    except NoMicrophone as exc:
-        return _skip("audio.speaker", exc)
+def _speaker(s: AudioSession, ctx: CheckContext) -> CheckResult:
     echo = _echo(s, ctx)
     # Look for the tone where the echo path puts it.
     shift = round((echo.delay_ms or 0.0) * s.samplerate / 1000.0)
@@ -260,9 +246,10 @@ def check_speaker(ctx: CheckContext) -> CheckResult:
     return result
 
 
-def check_echo(ctx: CheckContext) -> CheckResult:
-    try:
-        s = audio_session(ctx)
-    except NoMicrophone as exc:
-        return _skip("audio.echo", exc)
-    return assess_echo(_echo(s, ctx), s)
+check_mic_level = _with_session(
+    "audio.mic_level", lambda s, ctx: assess_mic_level(s.mic, s.samplerate, s.interactive_speech)
+)
+check_noise = _with_session("audio.noise", lambda s, ctx: assess_noise(s.quiet, s.samplerate))
+check_clipping = _with_session("audio.clipping", lambda s, ctx: assess_clipping(s.mic, s.samplerate))
+check_speaker = _with_session("audio.speaker", _speaker)
+check_echo = _with_session("audio.echo", lambda s, ctx: assess_echo(_echo(s, ctx), s))
