@@ -1,18 +1,49 @@
 """``python -m tests.testbed demo``: phonekit's main job on an embedded default.
 
-A fresh workstation image (or CI) has no sound card, so the demo brings up the
-test bed's virtual USB headset (a private PulseAudio server), runs every
-``phonekit check`` against it and this machine's network, and stops it again.
+A fresh workstation image (or CI) has no sound card and no PBX, so the demo
+brings up the test bed on loopback: a virtual USB headset (a private
+PulseAudio server), Kamailio with its echo extension, and coturn for STUN. It
+writes an account profile for user 1001 (password in a 0600 file), runs every
+``phonekit check`` against them and this machine's network, and stops it all.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
+from tests.testbed.coturn import Coturn
+from tests.testbed.kamailio import Kamailio
+from tests.testbed.procs import free_port
 from tests.testbed.pulse import run_in_scene
+
+USER = "1001"
+
+
+def _profile(folder: Path, kamailio: Kamailio, coturn: Coturn) -> Path:
+    secret = folder / "demo.secret"
+    fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(kamailio.users[USER] + "\n")
+    profile = folder / "demo.toml"
+    profile.write_text(
+        "[account]\n"
+        f'user = "{USER}"\n'
+        f'domain = "{kamailio.domain}"\n'
+        f'registrar = "{kamailio.host}:{kamailio.udp_port}"\n'
+        'transport = "udp"\n'
+        'password_file = "demo.secret"\n'
+        "[network]\n"
+        f'stun_server = "{coturn.host}:{coturn.port}"\n'
+        "[checks]\n"
+        f'echo_extension = "{kamailio.echo_extension}"\n'
+    )
+    return profile
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -21,8 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scene", default="headset", help="PulseAudio scene to run the checks in (default: headset)")
     args = parser.parse_args(argv)
     phonekit = shutil.which("phonekit") or f"{sys.prefix}/bin/phonekit"
-    print(f"phonekit demo: virtual '{args.scene}' audio devices, this machine's network", file=sys.stderr)
-    return run_in_scene(args.scene, [phonekit, "check", "--non-interactive"])
+    print(f"phonekit demo: virtual '{args.scene}' audio devices, Kamailio and coturn on loopback", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="phonekit-demo-") as tmp:
+        folder = Path(tmp)
+        # Standard ports: the echo extension is called as sip:9196@127.0.0.1, which Kamailio must see as itself.
+        with Kamailio(folder / "kamailio") as kamailio, Coturn(folder / "coturn", port=free_port()) as coturn:
+            profile = _profile(folder, kamailio, coturn)
+            return run_in_scene(args.scene, [phonekit, "check", "--non-interactive", "--profile", str(profile)])
 
 
 if __name__ == "__main__":
