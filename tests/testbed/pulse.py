@@ -8,12 +8,12 @@ generated here, so every scene carries its ground truth (:class:`GroundTruth`).
 
 Scenes (``SCENES``; one function each):
 
-``headset``      mic carries a known tone; the speaker does not leak into it.
+``headset``      mic carries known tone bursts over a quiet noise floor; no speaker leak.
 ``laptop-echo``  speaker leaks into the mic through ``module-loopback`` with a
                  nominal delay and attenuation; the mic also carries low noise.
 ``dead-mic``     mic delivers digital silence (exact zeros).
 ``noisy``        mic carries band-limited noise of known level (optional tone).
-``clipping``     mic carries a sine clipped at full scale, known clipped fraction.
+``clipping``     mic carries sine bursts clipped at full scale, known clipped fraction.
 ``no-input``     only a speaker: no capture device (see :func:`no_input`).
 
 How a scene is built: a mic is ``module-remap-source`` over the monitor of a
@@ -907,7 +907,7 @@ def pulse_scene(request: pytest.FixtureRequest, pulse_scenes: SceneFactory) -> P
 
 @pytest.fixture(scope="session")
 def headset_scene(pulse_scenes: SceneFactory) -> PulseScene:
-    """USB headset, mic carries a 1 kHz tone at -20 dBFS RMS."""
+    """USB headset, mic carries 1 kHz bursts (0.5 s of every second) at -20 dBFS RMS over -70 dBFS noise."""
     return pulse_scenes("headset")
 
 
@@ -931,7 +931,7 @@ def noisy_scene(pulse_scenes: SceneFactory) -> PulseScene:
 
 @pytest.fixture(scope="session")
 def clipping_scene(pulse_scenes: SceneFactory) -> PulseScene:
-    """USB headset mic with a 440 Hz sine clipped at +-1.0 for 20 % of samples."""
+    """USB headset mic with 440 Hz bursts (0.5 s of every second) clipped at +-1.0 for 20 % of their samples."""
     return pulse_scenes("clipping")
 
 
