@@ -7,6 +7,7 @@ cd "$(dirname "$0")"
 
 APT_PACKAGES=(
   python3 python3-venv python3-pip            # the toolkit itself
+  python3-dev build-essential                 # builds PyPI 'pesq' (ITU-T P.862), which has no wheel
   libportaudio2 libasound2-plugins            # sounddevice -> PortAudio -> ALSA 'pulse' device
   pulseaudio pulseaudio-utils sox espeak-ng   # virtual audio devices, test signals and speech
   kamailio kamailio-tls-modules               # SIP registrar/proxy of the test bed

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -46,11 +46,17 @@ from diagnostics.profile import Transport
 from diagnostics.secret import Secret
 
 __all__ = [
+    "SRTP_MODES",
     "Account",
     "BufferPort",
+    "Call",
+    "CallEvent",
     "CallOutcome",
+    "DevicePort",
     "Engine",
     "EngineConfig",
+    "FrameIO",
+    "LoopPort",
     "RegisterOutcome",
     "SipAccount",
     "StreamStats",
@@ -94,6 +100,14 @@ SETTLE_S = 0.3
 """At the end of a call, how long to wait for statistics taken right after an in-order packet."""
 
 
+SRTP_MODES = ("disabled", "optional", "mandatory")
+"""How a call uses SRTP (RFC 3711, keys by SDES RFC 4568): not at all, when the far end offers/accepts it, always."""
+_PJ_SRTP = {
+    "disabled": pj.PJMEDIA_SRTP_DISABLED,
+    "optional": pj.PJMEDIA_SRTP_OPTIONAL,
+    "mandatory": pj.PJMEDIA_SRTP_MANDATORY,
+}
+
 _PJ_TRANSPORT = {
     Transport.UDP: pj.PJSIP_TRANSPORT_UDP,
     Transport.TCP: pj.PJSIP_TRANSPORT_TCP,
@@ -127,8 +141,14 @@ class EngineConfig:
     vad: bool = True
     """Voice activity detection (pjsua2's default). With it, nothing is sent during silence, which
     starves RTCP statistics: a media probe turns it off."""
+    srtp: str = "disabled"
+    """One of :data:`SRTP_MODES`. SDES keys travel in the SDP, so they are only secret over TLS:
+    with TLS the engine requires a secure signalling path for SRTP, without it SRTP still works
+    (and a warning says that the keys are readable on the wire)."""
 
     def __post_init__(self) -> None:
+        if self.srtp not in SRTP_MODES:
+            raise ValueError(f"srtp must be one of {', '.join(SRTP_MODES)} (got {self.srtp!r})")
         if self.rtp_ports is not None:
             first, last = self.rtp_ports
             if not (1024 <= first < last <= 65535):
@@ -252,6 +272,10 @@ class CallOutcome:
         return self.code == 200
 
 
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def as_int16(samples: npt.NDArray[Any]) -> npt.NDArray[np.int16]:
     """Little-endian int16 from int16 or from float in [−1, 1] (scaled by 32767, clipped)."""
     if np.issubdtype(samples.dtype, np.floating):
@@ -309,21 +333,107 @@ class BufferPort(pj.AudioMediaPort):  # type: ignore[misc]
         return self._record[: self._record_pos].copy()
 
 
-class Account(pj.Account):  # type: ignore[misc]
-    """pjsua2 account that remembers the outcome of its last registration."""
+class FrameIO(Protocol):
+    """Where a :class:`DevicePort` gets and puts audio: one frame (20 ms at the bridge rate) per call.
 
-    def __init__(self) -> None:
+    Both methods are called from the conference bridge's clock thread, never from the thread that
+    drives the engine; they must not call into pjsua2. ``phone.bridge.DeviceBridge`` is one.
+    """
+
+    def read_frame(self, out: npt.NDArray[np.int16]) -> None:
+        """Fill ``out`` with the next frame to send (the microphone)."""
+
+    def write_frame(self, frame: npt.NDArray[np.int16]) -> None:
+        """Take one received frame (for the speaker); ``frame`` is reused after the call returns."""
+
+
+class DevicePort(pj.AudioMediaPort):  # type: ignore[misc]
+    """A conference port whose audio comes from and goes to a :class:`FrameIO` (the sound devices).
+
+    Frames are exchanged through two preallocated int16 arrays; a frame slot with no audio
+    (nothing transmits to this port yet) reaches ``write_frame`` as silence.
+    """
+
+    def __init__(self, rate_hz: int, io: FrameIO) -> None:
+        super().__init__()
+        self.rate_hz = rate_hz
+        self.io = io
+        self.samples_per_frame = rate_hz * FRAME_USEC // 1_000_000
+        self._out = np.zeros(self.samples_per_frame, dtype="<i2")
+        self._in = np.zeros(self.samples_per_frame, dtype="<i2")
+
+    def create(self, name: str) -> None:
+        fmt = pj.MediaFormatAudio()
+        fmt.init(pj.PJMEDIA_FORMAT_PCM, self.rate_hz, 1, FRAME_USEC, 16)
+        self.createPort(name, fmt)
+
+    def onFrameRequested(self, frame: pj.MediaFrame) -> None:
+        self.io.read_frame(self._out)
+        data = self._out.tobytes()
+        frame.buf = pj.ByteVector(data)
+        frame.size = len(data)
+        frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
+
+    def onFrameReceived(self, frame: pj.MediaFrame) -> None:
+        if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO and frame.size == 2 * self.samples_per_frame:
+            self._in[:] = np.frombuffer(bytes(frame.buf), dtype="<i2")
+        else:
+            self._in[:] = 0
+        self.io.write_frame(self._in)
+
+
+class LoopPort(pj.AudioMediaPort):  # type: ignore[misc]
+    """A conference port that sends back what it hears, one frame later: the echo service's mouth and ear."""
+
+    def __init__(self, rate_hz: int) -> None:
+        super().__init__()
+        self.rate_hz = rate_hz
+        self.samples_per_frame = rate_hz * FRAME_USEC // 1_000_000
+        self._last = bytes(2 * self.samples_per_frame)
+        self.frames_echoed = 0
+
+    def create(self, name: str) -> None:
+        fmt = pj.MediaFormatAudio()
+        fmt.init(pj.PJMEDIA_FORMAT_PCM, self.rate_hz, 1, FRAME_USEC, 16)
+        self.createPort(name, fmt)
+
+    def onFrameRequested(self, frame: pj.MediaFrame) -> None:
+        frame.buf = pj.ByteVector(self._last)
+        frame.size = len(self._last)
+        frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
+
+    def onFrameReceived(self, frame: pj.MediaFrame) -> None:
+        if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO and frame.size == len(self._last):
+            self._last = bytes(frame.buf)
+            self.frames_echoed += 1
+        else:
+            self._last = bytes(len(self._last))
+
+
+class Account(pj.Account):  # type: ignore[misc]
+    """pjsua2 account that remembers the outcome of its last registration and collects incoming calls."""
+
+    def __init__(self, on_incoming: Callable[[Call], None] | None = None) -> None:
         super().__init__()
         self.reg_code: int | None = None
         self.reg_reason = ""
+        self.reg_expires_s = 0
+        """Expiry the registrar granted; 0 after unregistering (or before any answer)."""
         self.incoming: list[Call] = []
+        self.on_incoming = on_incoming
 
     def onRegState(self, prm: pj.OnRegStateParam) -> None:
         self.reg_code = int(prm.code)
         self.reg_reason = str(prm.reason)
+        self.reg_expires_s = int(prm.expiration)
 
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
-        self.incoming.append(Call(self, prm.callId))
+        call = Call(self, prm.callId)
+        call.incoming = True
+        call.remote_uri = str(call.getInfo().remoteUri)
+        self.incoming.append(call)
+        if self.on_incoming is not None:
+            self.on_incoming(call)
 
 
 # pjsua_dump.c, receive side: "pkt loss=%d (%3.1f%%), discrd=%d (%3.1f%%), dup=%d (%2.1f%%), reord=%d (%3.1f%%)"
@@ -335,14 +445,56 @@ def _ms(stat: pj.MathStat, field_name: str = "last") -> float | None:
     return float(getattr(stat, field_name)) / 1000.0 if stat.n > 0 else None
 
 
+_STREAM_UP = (pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_LOCAL_HOLD, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD)
+"""Media states in which the audio stream exists (and has statistics)."""
+
+# pjsip's invite session states (pjsip_inv_state) as words for events and the phone's status.
+_STATE_NAMES = {
+    pj.PJSIP_INV_STATE_NULL: "idle",
+    pj.PJSIP_INV_STATE_CALLING: "calling",
+    pj.PJSIP_INV_STATE_INCOMING: "incoming",
+    pj.PJSIP_INV_STATE_EARLY: "ringing",
+    pj.PJSIP_INV_STATE_CONNECTING: "connecting",
+    pj.PJSIP_INV_STATE_CONFIRMED: "confirmed",
+    pj.PJSIP_INV_STATE_DISCONNECTED: "disconnected",
+}
+
+
+@dataclass(frozen=True)
+class CallEvent:
+    """Something that happened to a call, for the phone to show: ``kind`` is a state name
+    (:data:`_STATE_NAMES`), ``hold``/``resumed``/``remote-hold``, ``dtmf`` or ``transfer``."""
+
+    kind: str
+    detail: str = ""
+    code: int = 0
+    at_unix_s: float = field(default_factory=time.time)
+
+
 class Call(pj.Call):  # type: ignore[misc]
+    """One call. Every method runs in the engine's thread (pjsua2 is driven from there only)."""
+
     def __init__(self, account: Account, call_id: int = pj.PJSUA_INVALID_ID) -> None:
         super().__init__(account, call_id)
         self.state = pj.PJSIP_INV_STATE_NULL
+        self.incoming = False
+        self.remote_uri = ""
         self.last_code = 0
         self.last_reason = ""
+        self.started_at = time.time()
         self.confirmed_at: float | None = None
+        self.confirmed_unix_s: float | None = None
+        self.disconnected_unix_s: float | None = None
         self.on_media: Callable[[pj.AudioMedia], None] | None = None
+        self.on_event: Callable[[Call, CallEvent], None] | None = None
+        self.events: list[CallEvent] = []
+        self.port: pj.AudioMediaPort | None = None
+        self.muted = False
+        self.on_hold = False
+        """We put the call on hold (a=sendonly sent)."""
+        self.remote_hold = False
+        """The far end put us on hold."""
+        self.dtmf_received = ""
         self.last_stats: StreamStats | None = None
         self.settled_stats: StreamStats | None = None
         """The last sample taken right after an in-order packet (see :meth:`sample_stats`)."""
@@ -351,10 +503,10 @@ class Call(pj.Call):  # type: ignore[misc]
         self._rx_counts = (0, 0)  # (packets, in-sequence packets) at the previous sample
 
     def audio_index(self) -> int | None:
-        """Index of the active audio stream, or None."""
+        """Index of the audio stream (active or on hold either way), or None."""
         info = self.getInfo()  # keep it referenced: its media list points into it (SWIG)
         for index, media in enumerate(info.media):
-            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status in _STREAM_UP:
                 return index
         return None
 
@@ -436,6 +588,10 @@ class Call(pj.Call):  # type: ignore[misc]
             self.settled_stats = current
         return current
 
+    def srtp_active(self) -> bool:
+        """Whether the audio stream is encrypted with SRTP now (pjsua's call dump: ``SRTP status: Active``)."""
+        return "SRTP status: Active" in str(self.dump(True, ""))
+
     def _rx_reordered(self) -> int:
         """Inbound packets that arrived out of order, from pjsua's call dump.
 
@@ -445,24 +601,127 @@ class Call(pj.Call):  # type: ignore[misc]
         match = _DUMP_REORDER.search(str(self.dump(True, "")))
         return int(match.group(1)) if match else 0
 
+    def _event(self, kind: str, detail: str = "", code: int = 0) -> None:
+        event = CallEvent(kind, detail, code)
+        self.events.append(event)
+        if self.on_event is not None:
+            self.on_event(self, event)
+
     def onCallState(self, prm: pj.OnCallStateParam) -> None:
         info = self.getInfo()
         self.state = info.state
         self.last_code = int(info.lastStatusCode)
         self.last_reason = str(info.lastReason)
+        self.remote_uri = str(info.remoteUri)
         if info.state == pj.PJSIP_INV_STATE_CONFIRMED and self.confirmed_at is None:
             self.confirmed_at = time.perf_counter()
+            self.confirmed_unix_s = time.time()
+        if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self.disconnected_unix_s = time.time()
+        self._event(_STATE_NAMES.get(info.state, str(info.state)), self.last_reason, self.last_code)
 
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
         info = self.getInfo()
         for index, media in enumerate(info.media):
-            active = media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE
-            if active and self.on_media is not None:
-                self.on_media(self.getAudioMedia(index))
+            if media.type != pj.PJMEDIA_TYPE_AUDIO:
+                continue
+            remote_hold = media.status == pj.PJSUA_CALL_MEDIA_REMOTE_HOLD
+            if remote_hold != self.remote_hold:
+                self.remote_hold = remote_hold
+                self._event("remote-hold" if remote_hold else "remote-resumed")
+            if media.status == pj.PJSUA_CALL_MEDIA_ACTIVE or remote_hold:
+                audio = self.getAudioMedia(index)
+                if self.port is not None:
+                    audio.startTransmit(self.port)
+                    if not self.muted:
+                        self.port.startTransmit(audio)
+                if self.on_media is not None:
+                    self.on_media(audio)
+
+    def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
+        self.dtmf_received += str(prm.digit)
+        self._event("dtmf", str(prm.digit))
+
+    def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:
+        self._event("transfer", str(prm.reason), int(prm.statusCode))
 
     @property
     def disconnected(self) -> bool:
         return bool(self.state == pj.PJSIP_INV_STATE_DISCONNECTED)
+
+    @property
+    def confirmed(self) -> bool:
+        return bool(self.state == pj.PJSIP_INV_STATE_CONFIRMED)
+
+    @property
+    def state_name(self) -> str:
+        name = _STATE_NAMES.get(self.state, str(self.state))
+        if self.confirmed and (self.on_hold or self.remote_hold):
+            return "on hold" if self.on_hold else "held by the far end"
+        return name
+
+    # -- operations (all in the engine's thread) ------------------------------------------------------
+    def _audio(self) -> pj.AudioMedia | None:
+        index = self.audio_index()
+        return None if index is None else self.getAudioMedia(index)
+
+    def ring(self) -> None:
+        """Tell the caller we are ringing (180)."""
+        prm = pj.CallOpParam()
+        prm.statusCode = 180
+        self.answer(prm)
+
+    def accept(self) -> None:
+        """Answer an incoming call (200 OK)."""
+        prm = pj.CallOpParam(True)
+        prm.statusCode = 200
+        self.answer(prm)
+
+    def decline(self, code: int = 486) -> None:
+        """Reject an incoming call: 486 Busy Here, or 603 Decline."""
+        prm = pj.CallOpParam(True)
+        prm.statusCode = code
+        self.hangup(prm)
+
+    def end(self) -> None:
+        """Hang up (BYE, CANCEL or a final error answer, whatever the state needs)."""
+        if not self.disconnected:
+            self.hangup(pj.CallOpParam(True))
+
+    def hold(self) -> None:
+        """Put the call on hold: re-INVITE with ``a=sendonly`` (RFC 3264 §8.4); our audio stops flowing both ways."""
+        self.setHold(pj.CallOpParam(True))
+        self.on_hold = True
+        self._event("hold")
+
+    def resume(self) -> None:
+        """Take the call off hold: re-INVITE with ``a=sendrecv``."""
+        prm = pj.CallOpParam(True)
+        prm.opt.flag |= pj.PJSUA_CALL_UNHOLD
+        self.reinvite(prm)
+        self.on_hold = False
+        self._event("resumed")
+
+    def set_muted(self, muted: bool) -> None:
+        """Stop (or restart) sending our audio; the far end still reaches us, the call stays up."""
+        self.muted = muted
+        audio = self._audio()
+        if audio is not None and self.port is not None:
+            if muted:
+                self.port.stopTransmit(audio)
+            else:
+                self.port.startTransmit(audio)
+        self._event("muted" if muted else "unmuted")
+
+    def send_digits(self, digits: str) -> None:
+        """Send DTMF as RFC 4733 telephone-events in the RTP stream (pjsua2's default method)."""
+        if not digits or any(d not in "0123456789*#ABCDabcd" for d in digits):
+            raise ValueError(f"DTMF digits must be 0-9, *, #, A-D (got {digits!r})")
+        self.dialDtmf(digits)
+
+    def blind_transfer(self, uri: str) -> None:
+        """Ask the far end to call ``uri`` instead (REFER, RFC 3515); the outcome arrives as ``transfer`` events."""
+        self.xfer(uri, pj.CallOpParam(True))
 
 
 class Engine:
@@ -470,16 +729,21 @@ class Engine:
 
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
-        self.ep = pj.Endpoint()
+        self.ep: Any = None
+        """pjsua2's Endpoint, a singleton: created by :meth:`start`, dropped by :meth:`close`."""
         self._accounts: list[Account] = []
         self._calls: list[Call] = []
-        self._ports: list[BufferPort] = []
+        self._ended: list[Call] = []
+        self._ports: list[pj.AudioMediaPort] = []
+        self.on_incoming: Callable[[Call], None] | None = None
+        """Called (in the engine's thread) for each incoming call, after it was told 180 Ringing."""
         self.transport_ids: dict[Transport, int] = {}
         self._started = False
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> Engine:
         cfg = self.config
+        self.ep = pj.Endpoint()
         with _stdout_elsewhere():
             self.ep.libCreate()
         ep_cfg = pj.EpConfig()
@@ -545,9 +809,13 @@ class Engine:
         self._ports.clear()
         # A pjsua2 object that Python frees after libDestroy() aborts the process (its destructor
         # asserts on an invalid id): nothing may keep one alive past this point, not even a local.
+        self.on_incoming = None
         gc.collect()
         self.ep.libDestroy()
         self._started = False
+        # Drop the Endpoint now: freed later (say, by the garbage collector while a newer engine runs),
+        # its destructor would destroy the library under that engine.
+        self.ep = None
 
     def _release_calls_and_accounts(self) -> None:
         """Hang up and drop every call and account; a method of its own so that no loop variable outlives it."""
@@ -558,11 +826,18 @@ class Engine:
                 except pj.Error as exc:
                     log.debug("hangup during close: %s", exc.info())
         self.poll_for(lambda: all(c.disconnected for c in self._calls), timeout_s=2.0)
-        for call in self._calls:
+        for call in self._calls + self._ended:
             call.on_media = None
+            call.on_event = None
+            call.port = None
+            # A caller may still hold this call (a local variable, an event handler): hand the C++
+            # object to pjsua2 so that Python freeing it after libDestroy() cannot abort the process.
+            call.__disown__()
         self._calls.clear()
+        self._ended.clear()
         for account in self._accounts:
             account.incoming.clear()
+            account.on_incoming = None
             account.shutdown()
         self._accounts.clear()
 
@@ -588,6 +863,15 @@ class Engine:
         self.poll_for(lambda: False, timeout_s=seconds)
 
     # -- accounts ------------------------------------------------------------------------------------
+    def _incoming(self, call: Call) -> None:
+        self._calls.append(call)
+        try:
+            call.ring()
+        except pj.Error as exc:
+            log.debug("could not send 180 Ringing: %s", exc.info())
+        if self.on_incoming is not None:
+            self.on_incoming(call)
+
     def add_account(self, account: SipAccount, register: bool = True) -> Account:
         cfg = pj.AccountConfig()
         cfg.idUri = f'"{account.display_name}" <{account.uri}>' if account.display_name else account.uri
@@ -599,6 +883,30 @@ class Engine:
         )
         if account.transport in self.transport_ids:
             cfg.sipConfig.transportId = self.transport_ids[account.transport]
+        return self._create_account(cfg, account.transport)
+
+    def add_local_account(self, user: str, transport: Transport | None = None) -> Account:
+        """An account that registers nowhere: it answers calls sent straight to this machine's address
+        (``sip:user@address:port``) and calls URIs directly. The echo service uses it."""
+        kind = transport or self.config.transports[0]
+        cfg = pj.AccountConfig()
+        host = self.config.bound_address or "127.0.0.1"
+        port = self.local_port(kind)
+        cfg.idUri = f"sip:{user}@{_host_port(host, port)}"
+        cfg.sipConfig.transportId = self.transport_ids[kind]
+        return self._create_account(cfg, kind)
+
+    def local_port(self, kind: Transport) -> int:
+        """The port a SIP transport listens on."""
+        return int(self.ep.transportGetInfo(self.transport_ids[kind]).localName.rsplit(":", 1)[1])
+
+    def _create_account(self, cfg: pj.AccountConfig, transport: Transport) -> Account:
+        srtp = self.config.srtp
+        cfg.mediaConfig.srtpUse = _PJ_SRTP[srtp]
+        # SDES keys are in the SDP: over TLS insist on a TLS hop (1); elsewhere allow any (0), and say so.
+        cfg.mediaConfig.srtpSecureSignaling = 1 if transport is Transport.TLS and srtp != "disabled" else 0
+        if srtp != "disabled" and transport is not Transport.TLS:
+            log.warning("SRTP keys travel in clear-text SDP over %s: use TLS to keep them secret", transport.value)
         if self.config.bound_address:
             # RTP on the same address as SIP, and that address in the SDP: otherwise pjsua2
             # offers the first interface's address and the peer sends media there.
@@ -611,10 +919,29 @@ class Engine:
             start = first + (first % 2)
             cfg.mediaConfig.transportConfig.port = start
             cfg.mediaConfig.transportConfig.portRange = max(0, last - 1 - start)
-        acc = Account()
+        acc = Account(on_incoming=self._incoming)
         acc.create(cfg)
         self._accounts.append(acc)
         return acc
+
+    def unregister(self, acc: Account, timeout_s: float = 5.0) -> RegisterOutcome:
+        """Remove our binding at the registrar (REGISTER with Expires: 0)."""
+        start = time.perf_counter()
+        acc.reg_code = None
+        acc.setRegistration(False)
+        if not self.poll_for(lambda: acc.reg_code is not None, timeout_s):
+            return RegisterOutcome(408, "no answer from the registrar", (time.perf_counter() - start) * 1000)
+        assert acc.reg_code is not None
+        return RegisterOutcome(acc.reg_code, acc.reg_reason, (time.perf_counter() - start) * 1000)
+
+    def reregister(self, acc: Account, timeout_s: float = 5.0) -> RegisterOutcome:
+        start = time.perf_counter()
+        acc.reg_code = None
+        acc.setRegistration(True)
+        if not self.poll_for(lambda: acc.reg_code is not None, timeout_s):
+            return RegisterOutcome(408, "no answer from the registrar", (time.perf_counter() - start) * 1000)
+        assert acc.reg_code is not None
+        return RegisterOutcome(acc.reg_code, acc.reg_reason, (time.perf_counter() - start) * 1000)
 
     def register(self, account: SipAccount, timeout_s: float = 5.0) -> tuple[Account, RegisterOutcome]:
         start = time.perf_counter()
@@ -631,6 +958,56 @@ class Engine:
         self._ports.append(port)  # kept alive until close(): the bridge may still hold it
         return port
 
+    def device_port(self, io: FrameIO) -> DevicePort:
+        """A conference port for the sound devices behind ``io``; kept until :meth:`close`."""
+        port = DevicePort(self.config.clock_rate_hz, io)
+        port.create(f"device{len(self._ports)}")
+        self._ports.append(port)
+        return port
+
+    def buffer_port(self, play: npt.NDArray[Any] | None, record_s: float) -> BufferPort:
+        """A conference port that plays ``play`` and records up to ``record_s`` seconds."""
+        return self._new_port(play, record_s)
+
+    def loop_port(self) -> LoopPort:
+        port = LoopPort(self.config.clock_rate_hz)
+        port.create(f"loop{len(self._ports)}")
+        self._ports.append(port)
+        return port
+
+    def place_call(self, account: Account, uri: str, port: pj.AudioMediaPort | None) -> Call:
+        """Send the INVITE and return at once; audio flows between ``port`` and the call once media is up."""
+        call = Call(account)
+        call.port = port
+        self._calls.append(call)
+        try:
+            call.makeCall(uri, pj.CallOpParam(True))
+        except pj.Error as exc:
+            self._calls.remove(call)
+            raise MeasurementError(f"could not place a call to {uri}: {exc.info()}") from exc
+        return call
+
+    def forget(self, call: Call) -> None:
+        """Drop a disconnected call (its pjsua2 object goes once nothing references it)."""
+        if call.disconnected and call in self._calls:
+            call.on_event = None
+            call.on_media = None
+            call.port = None
+            self._calls.remove(call)
+            self._ended.append(call)  # disowned by close(), see _release_calls_and_accounts
+        for acc in self._accounts:
+            if call in acc.incoming:
+                acc.incoming.remove(call)
+
+    def drop_port(self, port: pj.AudioMediaPort) -> None:
+        """Let a port go whose call is over (a long-running echo service would otherwise keep one per call)."""
+        if port in self._ports and not any(call.port is port for call in self._calls):
+            self._ports.remove(port)
+
+    @property
+    def calls(self) -> tuple[Call, ...]:
+        return tuple(self._calls)
+
     def call(
         self,
         account: Account,
@@ -646,20 +1023,8 @@ class Engine:
         (e.g. once the far end's first RTCP report is in).
         """
         port = self._new_port(play, seconds + 1.0)
-        call = Call(account)
-        self._calls.append(call)
-
-        def connect(media: pj.AudioMedia) -> None:
-            port.startTransmit(media)
-            media.startTransmit(port)
-
-        call.on_media = connect
-        prm = pj.CallOpParam(True)
         start = time.perf_counter()
-        try:
-            call.makeCall(uri, prm)
-        except pj.Error as exc:
-            raise MeasurementError(f"could not place a call to {uri}: {exc.info()}") from exc
+        call = self.place_call(account, uri, port)
         self.poll_for(lambda: call.confirmed_at is not None or call.disconnected, answer_timeout_s)
         if call.confirmed_at is None:
             if not call.disconnected:

@@ -21,6 +21,8 @@ from diagnostics.checks import GROUPS, CheckContext, all_checks, run_checks
 from diagnostics.errors import MeasurementError, UsageError
 from diagnostics.render import progress_on, render_json, render_text
 from diagnostics.report import EXIT_ENVIRONMENT, EXIT_OK, EXIT_USAGE, exit_code, phonekit_version
+from phone import cli as phone_cli
+from phone import echo
 from provision import dialplan_cli, provision_cli
 
 __all__ = ["main"]
@@ -29,7 +31,6 @@ log = logging.getLogger("phonekit")
 
 # Commands whose issue has not landed yet: they say so and exit 2 rather than pretend.
 _PENDING = {
-    "phone": "the softphone (issue #6)",
     "launch": "the checked phone launch (issue #6)",
     "report": "HTML reports (issue #7)",
 }
@@ -59,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
 
     dialplan_cli.register(sub)
     provision_cli.register(sub)
+    phone_cli.register(sub)
+    echo.register(sub)
 
     for name, what in _PENDING.items():
         pending = sub.add_parser(name, help=f"{what}: not implemented yet")
@@ -172,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in _PENDING:
         print(f"phonekit {args.command}: not implemented yet: {_PENDING[args.command]}", file=sys.stderr)
         return EXIT_USAGE
-    if args.command in ("dialplan", "provision"):
+    if args.command in ("dialplan", "provision", "phone", "echo-server"):
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     try:

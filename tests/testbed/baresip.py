@@ -288,6 +288,7 @@ class BaresipPeer:
         max_calls: int = 1,
         rtp_ports: tuple[int, int] = (20000, 39999),
         sip_trace: bool = False,
+        mediaenc: Literal["", "srtp", "srtp-mand"] = "",
     ) -> None:
         unknown = [c for c in codecs if c not in CODECS]
         if unknown or not codecs:
@@ -306,6 +307,8 @@ class BaresipPeer:
         self.max_calls = max_calls
         self.rtp_ports = rtp_ports
         self.sip_trace = sip_trace
+        self.mediaenc = mediaenc
+        """SDES-SRTP (RFC 4568) through baresip's srtp module: ``srtp`` optional, ``srtp-mand`` mandatory."""
         self.workdir = workdir
         self.config_dir = workdir / "config"
         self.snd_dir = workdir / "sndfile"
@@ -342,6 +345,8 @@ class BaresipPeer:
     def _account_line(self) -> str:
         codecs = ",".join(CODECS[c] for c in self.codecs)
         params = [f"answermode={self.answermode}", f"audio_codecs={codecs}", "ptime=20"]
+        if self.mediaenc:
+            params.append(f"mediaenc={self.mediaenc}")
         reg = self.registrar
         if reg is None:
             return f"<{self.uri}>;" + ";".join([*params, "regint=0"])
@@ -383,6 +388,7 @@ class BaresipPeer:
             "module sndfile.so",
             "module ausine.so",
             "module aubridge.so",
+            *(["module srtp.so"] if self.mediaenc else []),
             "module_tmp uuid.so",
             "module_tmp account.so",
             "module_app menu.so",
