@@ -40,7 +40,7 @@ from phone.engine import EngineConfig, FrameIO
 from phone.phone import Phone, PhoneError, account_for, dialplan_for, engine_config_for
 from provision.dialplan import Dial, Refused
 
-__all__ = ["COMMANDS", "main", "read_wav", "register", "write_wav"]
+__all__ = ["COMMANDS", "build_phone", "main", "read_wav", "register", "run_phone", "write_wav"]
 
 log = logging.getLogger(__name__)
 
@@ -479,17 +479,25 @@ def run_terminal_phone(phone: Phone, bridge: Any, out: Callable[[str], None] = p
     Repl(phone, bridge, out).run(lines)
 
 
-def _cmd_terminal(args: argparse.Namespace) -> int:
+def run_phone(args: argparse.Namespace, echo_uri: str | None = None, out: Callable[[str], None] | None = None) -> int:
+    """The terminal phone on the devices and profile of ``args`` (also what ``phonekit launch`` starts)."""
+    say = out or (lambda text: print(text, flush=True))
     profile = _profile(args)
     with _devices(args, profile) as bridge:
         phone = build_phone(profile, audio=bridge, history_path=_history_path(args),
-                            notify=lambda text: print(f"* {text}", flush=True))  # fmt: skip
+                            notify=lambda text: say(f"* {text}"))  # fmt: skip
         try:
             phone.start()
-            run_terminal_phone(phone, bridge, lambda text: print(text, flush=True))
+            if echo_uri:
+                say(f"echo service: 'dial {echo_uri}' to hear yourself")
+            run_terminal_phone(phone, bridge, say)
         finally:
             phone.close()
     return EXIT_OK
+
+
+def _cmd_terminal(args: argparse.Namespace) -> int:
+    return run_phone(args)
 
 
 # --------------------------------------------------------------------------- argparse

@@ -23,7 +23,7 @@ from diagnostics.render import progress_on, render_json, render_text
 from diagnostics.report import EXIT_ENVIRONMENT, EXIT_OK, EXIT_USAGE, exit_code, phonekit_version
 from phone import cli as phone_cli
 from phone import echo
-from provision import dialplan_cli, provision_cli
+from provision import dialplan_cli, launch, provision_cli
 
 __all__ = ["main"]
 
@@ -31,7 +31,6 @@ log = logging.getLogger("phonekit")
 
 # Commands whose issue has not landed yet: they say so and exit 2 rather than pretend.
 _PENDING = {
-    "launch": "the checked phone launch (issue #6)",
     "report": "HTML reports (issue #7)",
 }
 
@@ -62,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     provision_cli.register(sub)
     phone_cli.register(sub)
     echo.register(sub)
+    launch.register(sub)
 
     for name, what in _PENDING.items():
         pending = sub.add_parser(name, help=f"{what}: not implemented yet")
@@ -175,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in _PENDING:
         print(f"phonekit {args.command}: not implemented yet: {_PENDING[args.command]}", file=sys.stderr)
         return EXIT_USAGE
-    if args.command in ("dialplan", "provision", "phone", "echo-server"):
+    if args.command in ("dialplan", "provision", "phone", "echo-server", "launch"):
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     try:

@@ -19,7 +19,7 @@ def test_usage_errors_exit_two(capsys: pytest.CaptureFixture[str]) -> None:
     assert "invalid choice: 'video'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["launch", "report"])
+@pytest.mark.parametrize("command", ["report"])
 def test_commands_of_later_issues_say_so_and_exit_two(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([command, "--json"]) == 2
     captured = capsys.readouterr()
