@@ -1,10 +1,14 @@
-"""``python -m tests.testbed demo``: phonekit's main job on an embedded default.
+"""``python -m tests.testbed demo``: phonekit's main job, ``phonekit launch``, on an embedded default.
 
 A fresh workstation image (or CI) has no sound card and no PBX, so the demo
-brings up the test bed on loopback: a virtual USB headset (a private
-PulseAudio server), Kamailio with its echo extension, and coturn for STUN. It
-writes an account profile for user 1001 (password in a 0600 file), runs every
-``phonekit check`` against them and this machine's network, and stops it all.
+brings up a virtual USB headset (a private PulseAudio server) and runs
+``phonekit launch`` without a profile: the audio and network checks, an echo
+test call to phonekit's embedded echo service on loopback, then the terminal
+phone (type ``help``; it ends with ``quit`` or at the end of input).
+
+``--pbx`` adds the rest of the test bed on loopback: Kamailio with its echo
+extension and coturn for STUN, and a profile for user 1001 (password in a 0600
+file), so that every check runs, SIP and NAT included.
 """
 
 from __future__ import annotations
@@ -50,15 +54,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.testbed")
     parser.add_argument("command", choices=("demo",))
     parser.add_argument("--scene", default="headset", help="PulseAudio scene to run the checks in (default: headset)")
+    parser.add_argument("--pbx", action="store_true", help="also Kamailio and coturn, with a profile for 1001")
     args = parser.parse_args(argv)
     phonekit = shutil.which("phonekit") or f"{sys.prefix}/bin/phonekit"
+    launch = [phonekit, "launch", "--non-interactive", "--no-history"]
+    if not args.pbx:
+        print(f"phonekit demo: virtual '{args.scene}' audio devices and the embedded echo service", file=sys.stderr)
+        return run_in_scene(args.scene, launch)
     print(f"phonekit demo: virtual '{args.scene}' audio devices, Kamailio and coturn on loopback", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="phonekit-demo-") as tmp:
         folder = Path(tmp)
         # Standard ports: the echo extension is called as sip:9196@127.0.0.1, which Kamailio must see as itself.
         with Kamailio(folder / "kamailio") as kamailio, Coturn(folder / "coturn", port=free_port()) as coturn:
             profile = _profile(folder, kamailio, coturn)
-            return run_in_scene(args.scene, [phonekit, "check", "--non-interactive", "--profile", str(profile)])
+            return run_in_scene(args.scene, [*launch, "--profile", str(profile)])
 
 
 if __name__ == "__main__":
