@@ -1,0 +1,504 @@
+"""The phone's audio bridge: sound devices <-> pjsua2's conference clock, through lock-free rings.
+
+Two clocks meet here. The sound devices call back on PortAudio's threads at
+the device rate in blocks of ``blocksize``; the conference bridge calls
+:meth:`DeviceBridge.read_frame` and :meth:`DeviceBridge.write_frame` from its
+clock thread every ``frame_ms`` at ``clock_rate_hz``. Between them sits one
+:class:`~phone.ring.RingBuffer` per direction holding device-rate float32
+samples. The device callbacks only copy between the device buffer and a ring
+and bump counters: no allocation, logging, locking or pjsua2 (a late
+callback is an audible click). Resampling and int16 conversion happen on the
+clock thread.
+
+Jitter and drift, per direction:
+
+* A ring starts to flow only once it holds a frame plus ``jitter_ms``
+  (capture: what the next read needs; playback: one frame), and after running
+  dry it waits for that again, so a late tick costs one gap, not a click per
+  block.
+* The two clocks drift (100 ppm is 0.1 ms/s). The smallest fill seen at the
+  clock's ticks over ``_DRIFT_WINDOW_FRAMES`` is the cushion nobody needed; if
+  it exceeds ``jitter_ms`` by more than half a device block, the excess is
+  dropped (capture: the oldest samples; playback: the newest, since only the
+  device callback may advance the read side) and counted.
+
+Separate input and output streams: one duplex stream on PulseAudio's ALSA
+device returned silence (see ``diagnostics.audio.probe``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import ModuleType, TracebackType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from diagnostics.audio.dsp import db
+from diagnostics.audio.probe import DeviceChoice, _routed, _sounddevice
+from diagnostics.errors import MeasurementError
+from phone.resample import Resampler
+from phone.ring import RingBuffer
+
+__all__ = ["BridgeStats", "DeviceBridge", "DirectionStats"]
+
+log = logging.getLogger(__name__)
+
+_RING_S = 0.5
+"""Ring capacity: room for the clock thread to stall this long before the microphone loses samples."""
+_STALE_MS = 100.0
+"""A backlog beyond this (the clock stopped reading, the speaker's callback stalled) is cut at once."""
+_MAX_CUSHION_MS = 40.0
+"""The learned cushion never grows beyond this: a device that needs more is broken, not bursty."""
+_DRIFT_WINDOW_FRAMES = 25
+"""Frames over which the smallest fill is taken (0.5 s at 20 ms): long enough to see every callback phase."""
+_FIRST_WINDOW_FRAMES = 10
+"""The first window after the ring starts to flow is shorter, so priming's excess goes within 0.2 s."""
+_INT16_SCALE = 32768.0
+"""int16 <-> float as everywhere in phonekit (``diagnostics.audio.dsp.to_float``): full scale is 1.0."""
+
+
+@dataclass(frozen=True)
+class DirectionStats:
+    """One direction of the bridge. Sample counts are at the device rate."""
+
+    device: str
+    device_rate_hz: int
+    device_latency_ms: float
+    """Buffering between the callback and the converter, as PortAudio reports it."""
+    ring_fill_ms: float
+    """At the last tick: capture, what stayed in the ring after the frame was read; playback, what was queued
+    ahead of the frame just written. Either way how long that frame waits in the ring."""
+    cushion_ms: float
+    """The fill the ring keeps at the clock's ticks: ``jitter_ms``, grown by any underrun (see ``_Cushion``)."""
+    resampler_delay_ms: float
+    added_latency_ms: float
+    """What the bridge adds beyond the device buffers: ``ring_fill_ms + resampler_delay_ms``."""
+    frames: int
+    """Frames exchanged with the conference clock."""
+    underrun_samples: int
+    """Silence inserted because the ring ran dry (after the first samples flowed)."""
+    overrun_samples: int
+    """Samples lost because the ring was full."""
+    dropped_samples: int
+    """Samples dropped on purpose to keep latency bounded (clock drift, a stalled clock)."""
+    device_xruns: int
+    """Callbacks in which PortAudio flagged an input overflow or output underflow."""
+
+
+@dataclass(frozen=True)
+class BridgeStats:
+    """Both directions; None where the bridge has no device for it."""
+
+    capture: DirectionStats | None
+    """Microphone -> conference."""
+    playback: DirectionStats | None
+    """Conference -> speaker."""
+
+
+class _Cushion:
+    """How far a ring's fill may dip at the clock's ticks: a learned target, and what lies beyond it.
+
+    The target starts at ``jitter_ms``. An underrun means the device delivers in
+    coarser bursts (relative to the clock's phase) than the target covers, so
+    the target grows by the shortfall, up to ``_MAX_CUSHION_MS``. The smallest
+    fill over a window beyond the target (plus half a device block of
+    hysteresis) was never needed: priming's overshoot or clock drift, to drop.
+    """
+
+    def __init__(self, target: int, slack: int, limit: int) -> None:
+        self.target = min(target, limit)
+        self.slack = slack
+        self.limit = limit
+        self.smallest = math.inf
+        self.ticks = 0
+
+    def restart(self) -> None:
+        self.smallest, self.ticks = math.inf, _DRIFT_WINDOW_FRAMES - _FIRST_WINDOW_FRAMES
+
+    def grow(self, shortfall: int) -> None:
+        self.target = min(self.target + shortfall, self.limit)
+
+    def excess(self, fill: int) -> int:
+        """Record this tick's fill; at a window's end, the samples beyond the target to drop (else 0)."""
+        self.smallest = min(self.smallest, fill)
+        self.ticks += 1
+        if self.ticks < _DRIFT_WINDOW_FRAMES:
+            return 0
+        spare = int(self.smallest) - self.target if self.smallest > self.target + self.slack else 0
+        self.smallest, self.ticks = math.inf, 0
+        return spare
+
+
+class _Capture:
+    """Microphone -> conference: the input callback writes the ring, ``read_frame`` reads it."""
+
+    def __init__(self, label: str, device_rate_hz: int, clock_rate_hz: int, frame: int, jitter: int, block: int):
+        self.label = label
+        self.device_rate_hz = device_rate_hz
+        self.ring = RingBuffer(max(round(_RING_S * device_rate_hz), 4 * block))
+        self.resampler = Resampler(device_rate_hz, clock_rate_hz)
+        self.frame = frame
+        self.cushion = _Cushion(jitter, block // 2, round(_MAX_CUSHION_MS / 1000 * device_rate_hz))
+        self.stale = round(_STALE_MS / 1000 * device_rate_hz)
+        # Most device samples one frame can take: inputs_needed() peaks with the resampler's phase.
+        self.scratch = np.zeros(((frame * self.resampler.down - 1) // self.resampler.up) + 2, dtype=np.float32)
+        self.pending = RingBuffer(2 * frame + self.resampler.up)  # clock-rate leftovers when upsampling
+        self.clock_frame = np.zeros(frame, dtype=np.float32)
+        self.flowing = False
+        self.ever_flowed = False
+        self.gap_samples = 0
+        self.fill_samples = 0
+        self.frames = 0
+        self.xruns = 0
+        self.latency_ms = 0.0
+
+    def on_audio(self, indata: Any, frames: int, time: Any, status: Any) -> None:
+        """PortAudio's input callback: copy into the ring, nothing else."""
+        if status:
+            self.xruns += 1
+        self.ring.write(indata[:, 0])
+
+    def read(self) -> npt.NDArray[np.float32]:
+        """The next frame at the clock rate (silence while the ring primes)."""
+        self.frames += 1
+        want = self.frame - self.pending.available
+        if want > 0:
+            need = self.resampler.inputs_needed(want)
+            available = self.ring.available
+            if not self.flowing:
+                if available < need + self.cushion.target:
+                    if self.ever_flowed:
+                        self.gap_samples += need
+                    self.clock_frame[:] = 0
+                    return self.clock_frame
+                self.flowing = self.ever_flowed = True
+                self.cushion.restart()
+            surplus = available - need
+            if surplus > self.stale:  # nobody read for a while: what is buffered is too old to send
+                surplus -= self.ring.discard(surplus - self.cushion.target)
+            block = self.scratch[:need]
+            got = self.ring.read_into(block)
+            if got < need:
+                self.flowing = False
+                self.cushion.grow(need - got)
+            self.fill_samples = max(surplus, 0)
+            self.ring.discard(self.cushion.excess(surplus))
+            self.pending.write(self.resampler.process(block))
+        self.pending.read_into(self.clock_frame)
+        return self.clock_frame
+
+    def stats(self) -> DirectionStats:
+        fill_ms = self.fill_samples / self.device_rate_hz * 1000
+        fill_ms += self.pending.available / self.resampler.out_rate_hz * 1000
+        return DirectionStats(
+            device=self.label,
+            device_rate_hz=self.device_rate_hz,
+            device_latency_ms=self.latency_ms,
+            ring_fill_ms=fill_ms,
+            cushion_ms=self.cushion.target / self.device_rate_hz * 1000,
+            resampler_delay_ms=self.resampler.delay_ms,
+            added_latency_ms=fill_ms + self.resampler.delay_ms,
+            frames=self.frames,
+            underrun_samples=self.ring.underrun_samples + self.gap_samples,
+            overrun_samples=self.ring.overrun_samples,
+            dropped_samples=self.ring.discarded_samples,
+            device_xruns=self.xruns,
+        )
+
+
+class _Playback:
+    """Conference -> speaker: ``write_frame`` writes the ring, the output callback reads it."""
+
+    def __init__(self, label: str, device_rate_hz: int, clock_rate_hz: int, frame: int, jitter: int, block: int):
+        self.label = label
+        self.device_rate_hz = device_rate_hz
+        self.ring = RingBuffer(max(round(_RING_S * device_rate_hz), 4 * block))
+        self.resampler = Resampler(clock_rate_hz, device_rate_hz)
+        self.device_frame = self.resampler.output_count(frame)
+        self.cushion = _Cushion(jitter, block // 2, round(_MAX_CUSHION_MS / 1000 * device_rate_hz))
+        self.prime = self.device_frame + self.cushion.target
+        """Written by the clock thread, read by the callback: the fill at which playback (re)starts."""
+        self.flowing = False
+        """Owned by the callback: True from priming until the ring runs dry."""
+        self.underruns_seen = 0
+        self.stale = round(_STALE_MS / 1000 * device_rate_hz)
+        self.debt = 0
+        """Samples still to cut from incoming frames to bring the latency back to the cushion."""
+        self.fill_samples = 0
+        self.frames = 0
+        self.dropped_samples = 0
+        self.xruns = 0
+        self.latency_ms = 0.0
+
+    def on_audio(self, outdata: Any, frames: int, time: Any, status: Any) -> None:
+        """PortAudio's output callback: copy out of the ring (silence until a frame and the cushion are in)."""
+        if status:
+            self.xruns += 1
+        if not self.flowing:
+            if self.ring.available < self.prime:
+                outdata.fill(0)
+                return
+            self.flowing = True
+        if self.ring.read_into(outdata[:, 0]) < frames:
+            self.flowing = False
+
+    def write(self, frame: npt.NDArray[np.float64]) -> None:
+        self.frames += 1
+        samples = self.resampler.process(frame)
+        underruns = self.ring.underrun_samples
+        if underruns > self.underruns_seen:  # the callback ran dry: keep more in the ring from now on
+            self.cushion.grow(underruns - self.underruns_seen)
+            self.underruns_seen = underruns
+            self.prime = self.device_frame + self.cushion.target
+        queued = self.ring.available
+        self.fill_samples = queued
+        if queued > self.stale:  # the callback stalled (or started late): what is queued is too late to play
+            self.debt = max(self.debt, queued - self.cushion.target)
+        if not self.flowing or self.debt:  # priming, or still cutting: nothing to judge spare by yet
+            self.cushion.restart()
+        else:
+            self.debt = self.cushion.excess(queued)
+        if self.debt:
+            # Only the callback may drop the oldest samples; dropping as many of the newest is the same cut,
+            # at most a frame per tick.
+            skip = min(self.debt, len(samples))
+            self.debt -= skip
+            self.dropped_samples += skip
+            samples = samples[skip:]
+        self.ring.write(samples)
+
+    def stats(self) -> DirectionStats:
+        fill_ms = self.fill_samples / self.device_rate_hz * 1000
+        return DirectionStats(
+            device=self.label,
+            device_rate_hz=self.device_rate_hz,
+            device_latency_ms=self.latency_ms,
+            ring_fill_ms=fill_ms,
+            cushion_ms=self.cushion.target / self.device_rate_hz * 1000,
+            resampler_delay_ms=self.resampler.delay_ms,
+            added_latency_ms=fill_ms + self.resampler.delay_ms,
+            frames=self.frames,
+            underrun_samples=self.ring.underrun_samples,
+            overrun_samples=self.ring.overrun_samples,
+            dropped_samples=self.dropped_samples,
+            device_xruns=self.xruns,
+        )
+
+
+class DeviceBridge:
+    """Microphone and speaker as pjsua2's conference clock sees them: 20 ms int16 frames at ``clock_rate_hz``.
+
+    ``input``/``output`` come from :func:`diagnostics.audio.probe.resolve_device`;
+    None means no such stream (``read_frame`` gives silence, ``write_frame``
+    only meters). ``device_rate_hz`` None opens each device at its default
+    rate; ``blocksize`` None means 10 ms at the device rate. ``jitter_ms``
+    is the cushion each ring keeps beyond one frame. ``latency`` goes to
+    PortAudio as is ("low", "high" or seconds).
+    """
+
+    def __init__(
+        self,
+        input: DeviceChoice | None,
+        output: DeviceChoice | None,
+        clock_rate_hz: int = 16000,
+        frame_ms: int = 20,
+        device_rate_hz: int | None = None,
+        blocksize: int | None = None,
+        *,
+        jitter_ms: float = 5.0,
+        latency: str | float = "low",
+    ) -> None:
+        frame = clock_rate_hz * frame_ms / 1000
+        if clock_rate_hz <= 0 or frame_ms <= 0 or not frame.is_integer():
+            raise ValueError(
+                f"frame_ms at clock_rate_hz must be a whole number of samples (got {frame_ms} ms at {clock_rate_hz} Hz)"
+            )
+        if device_rate_hz is not None and device_rate_hz <= 0:
+            raise ValueError(f"device_rate_hz must be positive (got {device_rate_hz})")
+        if blocksize is not None and blocksize <= 0:
+            raise ValueError(f"blocksize must be a positive number of samples (got {blocksize})")
+        if jitter_ms < 0:
+            raise ValueError(f"jitter_ms must be >= 0 (got {jitter_ms})")
+        self.input = input
+        self.output = output
+        self.clock_rate_hz = clock_rate_hz
+        self.frame_ms = frame_ms
+        self.frame_samples = int(frame)
+        self.device_rate_hz = device_rate_hz
+        self.blocksize = blocksize
+        self.jitter_ms = jitter_ms
+        self.latency = latency
+        self.muted = False
+        """While True the microphone sends exact zeros; the input meter still shows what it hears."""
+        self._capture: _Capture | None = None
+        self._playback: _Playback | None = None
+        self._streams: list[Any] = []
+        self._in_level = self._in_peak = self._out_level = self._out_peak = 0.0
+        self._convert = np.zeros(self.frame_samples)
+        self._incoming = np.zeros(self.frame_samples)
+
+    # -- life cycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open and start the streams; errors become :class:`MeasurementError` with a remedy."""
+        if self._streams:
+            return
+        sd = _sounddevice()
+        try:
+            if self.input is not None:
+                with _opening(sd, self.input, "microphone"):
+                    rate, block, jitter = self._geometry(sd, self.input, capture=True)
+                    capture = _Capture(self.input.label, rate, self.clock_rate_hz, self.frame_samples, jitter, block)
+                    capture.latency_ms = self._open_stream(sd, self.input, capture.on_audio, rate, block, True)
+                self._capture = capture
+            if self.output is not None:
+                with _opening(sd, self.output, "speaker"):
+                    rate, block, jitter = self._geometry(sd, self.output, capture=False)
+                    playback = _Playback(self.output.label, rate, self.clock_rate_hz, self.frame_samples, jitter,
+                                         block)
+                    playback.latency_ms = self._open_stream(sd, self.output, playback.on_audio, rate, block, False)
+                self._playback = playback
+        except BaseException:
+            self._close_streams()
+            raise
+
+    def stop(self) -> None:
+        """Stop and close both streams; ``read_frame``/``write_frame`` then give and take silence."""
+        self._close_streams()
+
+    def __enter__(self) -> DeviceBridge:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _geometry(self, sd: ModuleType, choice: DeviceChoice, *, capture: bool) -> tuple[int, int, int]:
+        """Device rate, block and jitter cushion (samples) for one stream."""
+        if self.device_rate_hz is not None:
+            rate = self.device_rate_hz
+        else:
+            kind = "input" if capture else "output"
+            info = sd.query_devices(choice.index, kind) if choice.index is not None else sd.query_devices(kind=kind)
+            rate = round(float(info["default_samplerate"]))
+        block = self.blocksize or max(1, rate // 100)
+        return rate, block, round(self.jitter_ms / 1000 * rate)
+
+    def _open_stream(
+        self, sd: ModuleType, choice: DeviceChoice, callback: Any, rate: int, block: int, capture: bool
+    ) -> float:
+        """Open (with the device's routing environment set) and start one stream; returns its latency in ms."""
+        stream_type = sd.InputStream if capture else sd.OutputStream
+        with _routed(choice.env):
+            stream = stream_type(samplerate=rate, device=choice.index, channels=1, dtype="float32",
+                                 blocksize=block, latency=self.latency, callback=callback)
+        self._streams.append(stream)
+        stream.start()
+        latency_ms = float(stream.latency) * 1000
+        log.info("%s %r open at %d Hz, block %d, device latency %.1f ms",
+                 "microphone" if capture else "speaker", choice.label, rate, block, latency_ms)
+        return latency_ms
+
+    def _close_streams(self) -> None:
+        streams, self._streams = self._streams, []
+        errors = []
+        for stream in streams:
+            try:
+                stream.close()  # close() stops the stream first
+            except _sounddevice().PortAudioError as exc:  # keep closing the others, then report
+                errors.append(str(exc))
+        if errors:
+            raise MeasurementError(f"could not close the audio streams: {'; '.join(errors)}")
+
+    # -- the conference clock's side -------------------------------------------------
+
+    def read_frame(self, out: npt.NDArray[np.int16]) -> None:
+        """Fill ``out`` (one frame at the clock rate) with microphone audio; zeros when muted or mic-less."""
+        if len(out) != self.frame_samples:
+            raise ValueError(f"read_frame needs a {self.frame_samples}-sample frame (got {len(out)})")
+        capture = self._capture
+        if capture is None or not self._streams:
+            out[:] = 0
+            self._in_level = self._in_peak = 0.0
+            return
+        frame = capture.read()
+        self._in_level, self._in_peak = _rms_peak(frame)
+        if self.muted:
+            out[:] = 0
+            return
+        convert = self._convert
+        np.multiply(frame, _INT16_SCALE, out=convert)
+        np.rint(convert, out=convert)
+        np.clip(convert, -32768, 32767, out=convert)
+        np.copyto(out, convert, casting="unsafe")
+
+    def write_frame(self, frame: npt.NDArray[np.int16]) -> None:
+        """Queue one frame (at the clock rate) of far-end audio for the speaker."""
+        if len(frame) != self.frame_samples:
+            raise ValueError(f"write_frame needs a {self.frame_samples}-sample frame (got {len(frame)})")
+        incoming = self._incoming
+        np.multiply(frame, 1 / _INT16_SCALE, out=incoming)
+        self._out_level, self._out_peak = _rms_peak(incoming)
+        playback = self._playback
+        if playback is not None and self._streams:
+            playback.write(incoming)
+
+    # -- for a UI ------------------------------------------------------------------
+
+    @property
+    def input_level_dbfs(self) -> float:
+        """RMS of the last microphone frame (before muting)."""
+        return _dbfs(self._in_level)
+
+    @property
+    def input_peak_dbfs(self) -> float:
+        return _dbfs(self._in_peak)
+
+    @property
+    def output_level_dbfs(self) -> float:
+        """RMS of the last far-end frame."""
+        return _dbfs(self._out_level)
+
+    @property
+    def output_peak_dbfs(self) -> float:
+        return _dbfs(self._out_peak)
+
+    def stats(self) -> BridgeStats:
+        """Counters and latencies; safe to call from any thread (figures may be one tick apart)."""
+        return BridgeStats(
+            capture=self._capture.stats() if self._capture is not None else None,
+            playback=self._playback.stats() if self._playback is not None else None,
+        )
+
+
+@contextmanager
+def _opening(sd: ModuleType, choice: DeviceChoice, kind: str) -> Iterator[None]:
+    """Turn PortAudio's complaint about one device into a MeasurementError that names it."""
+    try:
+        yield
+    except (sd.PortAudioError, ValueError) as exc:
+        where = "the default device" if choice.index is None else f"PortAudio device {choice.index}"
+        raise MeasurementError(
+            f"could not open the {kind} {choice.label!r} ({where}): {exc}",
+            remedy="check that the device is connected and not held exclusively by another program, "
+            "or pick another one (see 'phonekit devices')",
+        ) from exc
+
+
+def _rms_peak(x: npt.NDArray[np.floating[Any]]) -> tuple[float, float]:
+    if not len(x):
+        return 0.0, 0.0
+    return math.sqrt(float(np.dot(x, x)) / len(x)), float(np.max(np.abs(x)))
+
+
+def _dbfs(amplitude: float) -> float:
+    """Amplitude to dBFS, floored (silence reads about -200 dBFS, not -inf) for meters."""
+    return db(amplitude * amplitude)
