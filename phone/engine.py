@@ -207,6 +207,8 @@ class StreamStats:
     """Local RTP address ``ip:port`` of the media transport."""
     remote_rtp: str
     """Where RTP is sent (the far end's SDP address)."""
+    rx_source_rtp: str
+    """Where RTP really comes from (``ip:port`` of the last packet's sender; empty before the first one)."""
     duration_s: float
     """Since the stream started."""
     tx_packets: int
@@ -549,6 +551,7 @@ class Call(pj.Call):  # type: ignore[misc]
             codec_clock_rate_hz=int(info.codecClockRate),
             local_rtp=str(transport.localRtpName),
             remote_rtp=str(info.remoteRtpAddress),
+            rx_source_rtp=str(transport.srcRtpName) if int(rx.pkt) else "",
             duration_s=max(0.0, now - (rtcp.start.sec + rtcp.start.msec / 1000.0)),
             tx_packets=int(tx.pkt),
             rx_packets=int(rx.pkt),

@@ -152,3 +152,28 @@ def test_answer_one_shot_takes_a_call_from_baresip(
     assert heard.frequency_hz == pytest.approx(PEER_TONE_HZ, abs=5.0)
     registered_peer.wait_event("CALL_CLOSED", 10.0, since=mark)
     kamailio.unregister("1003")
+
+
+@pytest.mark.timeout(60)
+def test_echo_server_shuts_down_cleanly_on_sigterm_during_a_call(tmp_path: Path) -> None:
+    """SIGTERM with a call up: the call is hung up, pjsua2 is destroyed in order, exit 0, no assertion."""
+    server = EchoProcess(tmp_path)
+    caller = subprocess.Popen([sys.executable, "-m", "provision.cli", "phone", "call", server.uri, "--duration", "20",
+                               "--record", str(tmp_path / "x.wav"), "--no-history", "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        time.sleep(2.0)  # the caller's INVITE is answered well within this
+        server.process.stop(timeout_s=5.0)
+        code = server.process.popen.returncode
+        out, err = caller.communicate(timeout=30)
+    finally:
+        if caller.poll() is None:
+            caller.kill()
+            caller.wait()
+    log = server.log.read_text()
+    assert code == 0, log
+    assert "Assertion" not in log and "Aborted" not in log
+    # The caller saw the far end hang up (BYE), ended cleanly too, and still wrote its recording.
+    assert caller.returncode == 0, err
+    assert json.loads(out)["outcome"] == "answered" and "Assertion" not in err
+    assert (tmp_path / "x.wav").exists()

@@ -63,6 +63,7 @@ def test_launch_passes_the_gate_and_starts_the_phone(
     assert [c["status"] for c in report["checks"] if c["status"] in ("fail", "error")] == []
     # The phone started after the gate: it registered and answered 'status' on the terminal.
     assert "registered" in stderr and "no call" in stderr
+    assert "Assertion" not in stderr and "Traceback" not in stderr  # pjsua2 torn down in order
     invites = kamailio.requests(since, "INVITE")
     assert any(kamailio.echo_extension in r.ruri for r in invites)
     assert kamailio.users[profile.stem] not in stderr + json.dumps(report)
