@@ -95,3 +95,14 @@ def test_echo_extension_returns_our_audio(kamailio: Kamailio) -> None:
     assert back.frequency_hz == pytest.approx(700.0, abs=5.0)
     assert back.level_dbfs == pytest.approx(-20.0, abs=2.0)
     assert np.max(np.abs(outcome.received)) > 0
+
+
+def test_frame_bytes_reads_a_byte_vector_exactly_and_takes_the_fast_path() -> None:
+    import pjsua2 as pj
+
+    from phone import engine as eng
+
+    data = np.random.default_rng(1).integers(0, 256, 640, dtype=np.uint8).tobytes()
+    assert eng.frame_bytes(pj.ByteVector(data)) == data == bytes(pj.ByteVector(data))
+    assert eng.frame_bytes(pj.ByteVector(b"")) == b""
+    assert eng.frame_bytes is eng._fast_bytes  # this platform's std::vector keeps its data pointer first
