@@ -284,7 +284,8 @@ def _fast_bytes(buf: Any) -> bytes:
     std::vector's first member is its data pointer in libstdc++, libc++ and MSVC's STL alike; the
     module checks this once at import and falls back to ``bytes(buf)`` if it does not hold."""
     size = buf.size()
-    return ctypes.string_at(ctypes.c_void_p.from_address(int(buf.this)).value, size) if size else b""
+    data = ctypes.c_void_p.from_address(int(buf.this)).value
+    return ctypes.string_at(data, size) if size and data else b""
 
 
 def _pick_frame_bytes() -> Callable[[Any], bytes]:
@@ -524,6 +525,8 @@ class Call(pj.Call):  # type: ignore[misc]
         self.remote_hold = False
         """The far end put us on hold."""
         self.dtmf_received = ""
+        self.media_pending = False
+        """The media changed and :meth:`update_media` has not run yet."""
         self.last_stats: StreamStats | None = None
         self.settled_stats: StreamStats | None = None
         """The last sample taken right after an in-order packet (see :meth:`sample_stats`)."""
@@ -651,6 +654,14 @@ class Call(pj.Call):  # type: ignore[misc]
         self._event(_STATE_NAMES.get(info.state, str(info.state)), self.last_reason, self.last_code)
 
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
+        # Only note it: this callback runs between the far end's 200 OK and our ACK, so every
+        # microsecond here delays call setup. The engine connects the audio after this round of
+        # events (Engine.poll), ~10 ms later at most.
+        self.media_pending = True
+
+    def update_media(self) -> None:
+        """Connect our port to the call's audio (or follow a hold); run by :meth:`Engine.poll`."""
+        self.media_pending = False
         info = self.getInfo()
         for index, media in enumerate(info.media):
             if media.type != pj.PJMEDIA_TYPE_AUDIO:
@@ -880,6 +891,12 @@ class Engine:
     # -- event loop ----------------------------------------------------------------------------------
     def poll(self, ms: int = 10) -> None:
         self.ep.libHandleEvents(ms)
+        for call in self._calls:
+            if call.media_pending:
+                try:
+                    call.update_media()
+                except pj.Error as exc:  # the call ended in the same round of events
+                    log.debug("media update of an ended call: %s", exc.info())
 
     def poll_for(self, done: Callable[[], bool], timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s

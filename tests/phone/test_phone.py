@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -190,15 +191,17 @@ def test_unregister_removes_the_binding(kamailio: Kamailio, tmp_path: Path) -> N
     kamailio.unregister("1003")
 
 
-@pytest.fixture(scope="module")
-def srtp_peer(kamailio: Kamailio, baresip_session_factory: PeerFactory) -> BaresipPeer:
-    """baresip registered as 1004 that insists on SRTP (SDES) for every call."""
+@pytest.fixture
+def srtp_peer(kamailio: Kamailio, baresip_factory: PeerFactory) -> Iterator[BaresipPeer]:
+    """baresip registered as 1004 that insists on SRTP (SDES) for every call; 1004 is free again afterwards."""
     registrar = Registrar(host=kamailio.host, port=kamailio.udp_port, user="1004", password=kamailio.users["1004"],
                           transport="udp", domain=kamailio.domain)  # fmt: skip
-    peer = baresip_session_factory(name="srtp", user="1004", tone_hz=PEER_TONE_HZ, registrar=registrar,
-                                   mediaenc="srtp-mand")  # fmt: skip
+    peer = baresip_factory(name="srtp", user="1004", tone_hz=PEER_TONE_HZ, registrar=registrar,
+                           mediaenc="srtp-mand")  # fmt: skip
     peer.wait_registered(10.0)
-    return peer
+    yield peer
+    peer.stop()
+    kamailio.unregister("1004")
 
 
 @pytest.mark.timeout(60)
