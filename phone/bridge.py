@@ -10,17 +10,20 @@ and bump counters: no allocation, logging, locking or pjsua2 (a late
 callback is an audible click). Resampling and int16 conversion happen on the
 clock thread.
 
-Jitter and drift, per direction:
+Jitter and drift, per direction (:class:`_Cushion`):
 
-* A ring starts to flow only once it holds a frame plus ``jitter_ms``
-  (capture: what the next read needs; playback: one frame), and after running
-  dry it waits for that again, so a late tick costs one gap, not a click per
-  block.
-* The two clocks drift (100 ppm is 0.1 ms/s). The smallest fill seen at the
-  clock's ticks over ``_DRIFT_WINDOW_FRAMES`` is the cushion nobody needed; if
-  it exceeds ``jitter_ms`` by more than half a device block, the excess is
-  dropped (capture: the oldest samples; playback: the newest, since only the
-  device callback may advance the read side) and counted.
+* A ring starts to flow once it holds what the next tick takes plus a
+  cushion (``jitter_ms`` to begin with); after running dry it waits for that
+  again, so a late tick costs one gap, not a click per block.
+* An underrun shows the device delivers more coarsely, relative to the
+  clock's phase, than the cushion covers: the cushion grows by the shortfall
+  (at most a device block, plus ``_GROW_MARGIN_MS``, up to ``_MAX_CUSHION_MS``).
+  Without stalls this happens at most once, when a block boundary crosses a tick.
+* The clocks drift (100 ppm is 4.4 samples/s at 44.1 kHz). The smallest fill
+  at the ticks over ``_DRIFT_WINDOW_FRAMES`` shows it: more than a device
+  block above the cushion is dropped (capture: the oldest samples; playback:
+  the newest, as only the callback may advance the read side); half the
+  cushion used up is made good with silence. Both are counted.
 
 Separate input and output streams: one duplex stream on PulseAudio's ALSA
 device returned silence (see ``diagnostics.audio.probe``).
@@ -55,10 +58,12 @@ _STALE_MS = 100.0
 """A backlog beyond this (the clock stopped reading, the speaker's callback stalled) is cut at once."""
 _MAX_CUSHION_MS = 40.0
 """The learned cushion never grows beyond this: a device that needs more is broken, not bursty."""
+_GROW_MARGIN_MS = 2.0
+"""An underrun grows the cushion by its shortfall and this much, so that jitter on top does not repeat it."""
 _DRIFT_WINDOW_FRAMES = 25
 """Frames over which the smallest fill is taken (0.5 s at 20 ms): long enough to see every callback phase."""
-_FIRST_WINDOW_FRAMES = 10
-"""The first window after the ring starts to flow is shorter, so priming's excess goes within 0.2 s."""
+_FIRST_WINDOW_FRAMES = 5
+"""The first window after the ring (re)starts to flow is shorter, so priming's overshoot goes within 0.1 s."""
 _INT16_SCALE = 32768.0
 """int16 <-> float as everywhere in phonekit (``diagnostics.audio.dsp.to_float``): full scale is 1.0."""
 
@@ -86,7 +91,9 @@ class DirectionStats:
     overrun_samples: int
     """Samples lost because the ring was full."""
     dropped_samples: int
-    """Samples dropped on purpose to keep latency bounded (clock drift, a stalled clock)."""
+    """Samples dropped on purpose to keep latency bounded (device clock fast, a stalled clock or callback)."""
+    padded_samples: int
+    """Silence inserted on purpose to keep the cushion (device clock slow)."""
     device_xruns: int
     """Callbacks in which PortAudio flagged an input overflow or output underflow."""
 
@@ -102,17 +109,21 @@ class BridgeStats:
 
 
 class _Cushion:
-    """How far a ring's fill may dip at the clock's ticks: a learned target, and what lies beyond it.
+    """How far a ring's fill may dip at the clock's ticks: a learned target, and how to hold the fill at it.
 
     The target starts at ``jitter_ms``. An underrun means the device delivers in
     coarser bursts (relative to the clock's phase) than the target covers, so
-    the target grows by the shortfall, up to ``_MAX_CUSHION_MS``. The smallest
-    fill over a window beyond the target (plus half a device block of
-    hysteresis) was never needed: priming's overshoot or clock drift, to drop.
+    the target grows by the shortfall (at most a device block: more was a stall)
+    plus a margin, up to ``_MAX_CUSHION_MS``. It never shrinks. Clock drift
+    moves the smallest fill of a window away from the target: more than one
+    device block above it (the granularity the device delivers in; less would
+    chase its phase) is dropped (device fast); once half the target is used
+    up, the rest is made up with silence (device slow).
     """
 
-    def __init__(self, target: int, slack: int, limit: int) -> None:
+    def __init__(self, target: int, slack: int, limit: int, margin: int) -> None:
         self.target = min(target, limit)
+        self.margin = margin
         self.slack = slack
         self.limit = limit
         self.smallest = math.inf
@@ -122,17 +133,18 @@ class _Cushion:
         self.smallest, self.ticks = math.inf, _DRIFT_WINDOW_FRAMES - _FIRST_WINDOW_FRAMES
 
     def grow(self, shortfall: int) -> None:
-        self.target = min(self.target + shortfall, self.limit)
+        # Burstiness is at most about a block; a longer gap was a stall, which a cushion cannot cover.
+        self.target = min(self.target + min(shortfall, self.slack) + self.margin, self.limit)
 
-    def excess(self, fill: int) -> int:
-        """Record this tick's fill; at a window's end, the samples beyond the target to drop (else 0)."""
+    def correction(self, fill: int) -> int:
+        """Record this tick's fill; at a window's end, samples to drop (> 0) or to insert (< 0), else 0."""
         self.smallest = min(self.smallest, fill)
         self.ticks += 1
         if self.ticks < _DRIFT_WINDOW_FRAMES:
             return 0
-        spare = int(self.smallest) - self.target if self.smallest > self.target + self.slack else 0
+        off = int(self.smallest) - self.target
         self.smallest, self.ticks = math.inf, 0
-        return spare
+        return off if off > self.slack or 2 * off < -self.target else 0
 
 
 class _Capture:
@@ -144,7 +156,8 @@ class _Capture:
         self.ring = RingBuffer(max(round(_RING_S * device_rate_hz), 4 * block))
         self.resampler = Resampler(device_rate_hz, clock_rate_hz)
         self.frame = frame
-        self.cushion = _Cushion(jitter, block // 2, round(_MAX_CUSHION_MS / 1000 * device_rate_hz))
+        self.cushion = _Cushion(jitter, block, round(_MAX_CUSHION_MS / 1000 * device_rate_hz),
+                                round(_GROW_MARGIN_MS / 1000 * device_rate_hz))
         self.stale = round(_STALE_MS / 1000 * device_rate_hz)
         # Most device samples one frame can take: inputs_needed() peaks with the resampler's phase.
         self.scratch = np.zeros(((frame * self.resampler.down - 1) // self.resampler.up) + 2, dtype=np.float32)
@@ -153,6 +166,9 @@ class _Capture:
         self.flowing = False
         self.ever_flowed = False
         self.gap_samples = 0
+        self.pad = 0
+        """Silence still to insert ahead of the ring's samples (the device runs slow)."""
+        self.padded_samples = 0
         self.fill_samples = 0
         self.frames = 0
         self.xruns = 0
@@ -183,12 +199,21 @@ class _Capture:
             if surplus > self.stale:  # nobody read for a while: what is buffered is too old to send
                 surplus -= self.ring.discard(surplus - self.cushion.target)
             block = self.scratch[:need]
-            got = self.ring.read_into(block)
-            if got < need:
-                self.flowing = False
-                self.cushion.grow(need - got)
+            pad = min(self.pad, need)  # silence owed to the cushion goes first
+            if pad:
+                block[:pad] = 0
+                self.pad -= pad
+                self.padded_samples += pad
+                surplus += pad
+            got = self.ring.read_into(block[pad:])  # zero-pads and counts a shortfall
             self.fill_samples = max(surplus, 0)
-            self.ring.discard(self.cushion.excess(surplus))
+            if got < need - pad:  # ran dry: re-prime with a bigger cushion
+                self.flowing = False
+                self.cushion.grow(need - pad - got)
+            elif (correction := self.cushion.correction(surplus)) > 0:
+                self.ring.discard(correction)
+            else:
+                self.pad -= correction
             self.pending.write(self.resampler.process(block))
         self.pending.read_into(self.clock_frame)
         return self.clock_frame
@@ -208,6 +233,7 @@ class _Capture:
             underrun_samples=self.ring.underrun_samples + self.gap_samples,
             overrun_samples=self.ring.overrun_samples,
             dropped_samples=self.ring.discarded_samples,
+            padded_samples=self.padded_samples,
             device_xruns=self.xruns,
         )
 
@@ -221,13 +247,16 @@ class _Playback:
         self.ring = RingBuffer(max(round(_RING_S * device_rate_hz), 4 * block))
         self.resampler = Resampler(clock_rate_hz, device_rate_hz)
         self.device_frame = self.resampler.output_count(frame)
-        self.cushion = _Cushion(jitter, block // 2, round(_MAX_CUSHION_MS / 1000 * device_rate_hz))
+        self.cushion = _Cushion(jitter, block, round(_MAX_CUSHION_MS / 1000 * device_rate_hz),
+                                round(_GROW_MARGIN_MS / 1000 * device_rate_hz))
         self.prime = self.device_frame + self.cushion.target
         """Written by the clock thread, read by the callback: the fill at which playback (re)starts."""
         self.flowing = False
         """Owned by the callback: True from priming until the ring runs dry."""
         self.underruns_seen = 0
         self.stale = round(_STALE_MS / 1000 * device_rate_hz)
+        self.silence = np.zeros(self.cushion.limit + block, dtype=np.float32)
+        self.padded_samples = 0
         self.debt = 0
         """Samples still to cut from incoming frames to bring the latency back to the cushion."""
         self.fill_samples = 0
@@ -262,8 +291,10 @@ class _Playback:
             self.debt = max(self.debt, queued - self.cushion.target)
         if not self.flowing or self.debt:  # priming, or still cutting: nothing to judge spare by yet
             self.cushion.restart()
-        else:
-            self.debt = self.cushion.excess(queued)
+        elif (correction := self.cushion.correction(queued)) > 0:
+            self.debt = correction
+        elif correction < 0:
+            self.padded_samples += self.ring.write(self.silence[:-correction])
         if self.debt:
             # Only the callback may drop the oldest samples; dropping as many of the newest is the same cut,
             # at most a frame per tick.
@@ -287,6 +318,7 @@ class _Playback:
             underrun_samples=self.ring.underrun_samples,
             overrun_samples=self.ring.overrun_samples,
             dropped_samples=self.dropped_samples,
+            padded_samples=self.padded_samples,
             device_xruns=self.xruns,
         )
 
@@ -297,9 +329,12 @@ class DeviceBridge:
     ``input``/``output`` come from :func:`diagnostics.audio.probe.resolve_device`;
     None means no such stream (``read_frame`` gives silence, ``write_frame``
     only meters). ``device_rate_hz`` None opens each device at its default
-    rate; ``blocksize`` None means 10 ms at the device rate. ``jitter_ms``
-    is the cushion each ring keeps beyond one frame. ``latency`` goes to
-    PortAudio as is ("low", "high" or seconds).
+    rate (PortAudio's ALSA ``pulse`` device says 44.1 kHz although the server
+    runs at 48 kHz; 48000 saves a resampling and halves the delivery jitter);
+    ``blocksize`` None means 5 ms at the device rate (PortAudio then reports
+    10 ms of device latency, against 20 ms for 10 ms blocks). ``jitter_ms``
+    is the cushion each ring starts with beyond what a tick takes. ``latency``
+    goes to PortAudio as is ("low", "high" or seconds).
     """
 
     def __init__(
@@ -389,7 +424,7 @@ class DeviceBridge:
             kind = "input" if capture else "output"
             info = sd.query_devices(choice.index, kind) if choice.index is not None else sd.query_devices(kind=kind)
             rate = round(float(info["default_samplerate"]))
-        block = self.blocksize or max(1, rate // 100)
+        block = self.blocksize or max(1, rate // 200)
         return rate, block, round(self.jitter_ms / 1000 * rate)
 
     def _open_stream(

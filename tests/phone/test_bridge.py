@@ -21,9 +21,9 @@ import pytest
 
 from diagnostics.audio.probe import DeviceChoice, resolve_device
 from diagnostics.audio.synth import tone
-from diagnostics.audio.tone import measure_tone
+from diagnostics.audio.tone import ToneEstimate, measure_tone
 from diagnostics.errors import MeasurementError
-from phone.bridge import BridgeStats, DeviceBridge
+from phone.bridge import BridgeStats, DeviceBridge, _Capture, _Playback
 from phone.resample import Resampler
 from tests.testbed.pulse import SAMPLERATE, PulseScene, sounddevice_in
 
@@ -133,13 +133,24 @@ def loudest(x: np.ndarray, rate: int, window_s: float) -> np.ndarray:
     return x[start : start + n]
 
 
+def cleanest_tone(x: np.ndarray, rate: int, window_s: float) -> ToneEstimate:
+    """The tone in the cleanest ``window_s`` stretch among those within 1 dB of the loudest.
+
+    Inside a burst and clear of its ramps; on a starved machine, clear of a gap if there is such a stretch.
+    """
+    n, step = round(window_s * rate), rate // 100
+    energy = np.convolve(x**2, np.ones(n), mode="valid")[::step]
+    loud = np.flatnonzero(energy >= 10 ** (-0.1) * energy.max()) * step
+    return max((measure_tone(x[start : start + n], rate) for start in loud), key=lambda t: t.tone_to_rest_db)
+
+
 @uses_pulse
 @pytest.mark.timeout(30)
 def test_mic_frames_carry_the_scenes_tone_at_its_level(headset_scene: PulseScene, headset_run: HeadsetRun) -> None:
     truth = headset_scene.truth
     assert truth.tone_hz == 1000.0 and truth.tone_dbfs == -20.0
     x = headset_run.clock.captured.astype(np.float64) / 32768
-    burst = measure_tone(loudest(x, CLOCK_HZ, 0.3), CLOCK_HZ)
+    burst = cleanest_tone(x, CLOCK_HZ, 0.2)
     # Ground truth is exact; the path is PulseAudio's 48 -> 44.1 kHz resampler, ours, and int16.
     assert abs(burst.frequency_hz - truth.tone_hz) <= 1.0, burst
     assert abs(burst.level_dbfs - truth.tone_dbfs) <= 0.3, burst
@@ -152,7 +163,7 @@ def test_mic_frames_carry_the_scenes_tone_at_its_level(headset_scene: PulseScene
 def test_far_end_tone_reaches_the_speaker(headset_run: HeadsetRun) -> None:
     y = headset_run.speaker_monitor
     assert len(y) > SAMPLERATE, f"pacat recorded only {len(y)} samples"
-    heard = measure_tone(loudest(y, SAMPLERATE, 0.5), SAMPLERATE)
+    heard = cleanest_tone(y, SAMPLERATE, 0.3)
     assert abs(heard.frequency_hz - FAR_END_HZ) <= 5.0, heard
     assert abs(heard.level_dbfs - FAR_END_DBFS) <= 1.0, heard
 
@@ -169,14 +180,12 @@ def test_stats_account_for_the_run(headset_run: HeadsetRun) -> None:
         assert direction.device_latency_ms > 0
         assert direction.resampler_delay_ms == pytest.approx(Resampler(direction.device_rate_hz, CLOCK_HZ).delay_ms)
         assert direction.added_latency_ms == pytest.approx(direction.ring_fill_ms + direction.resampler_delay_ms)
-    # Drift control: once priming's overshoot is trimmed (first window 0.2 s, then every 0.5 s) a ring holds
-    # at most its cushion plus half a device block (hysteresis) plus one block (delivery granularity) at the
-    # median. The cushion itself is jitter_ms on an idle machine and grows under load; the 20 ms target is
-    # bench/bridge_latency.py's to measure.
-    block_ms = 10.0
+    # Bounded whatever the machine's load: a backlog beyond 100 ms is cut at once (a frame per tick on the
+    # speaker side). The control itself (cushion, drift, stalls) is tested exactly on simulated timelines
+    # below, the 20 ms target on an idle machine by bench/bridge_latency.py.
     for name in ("capture", "playback"):
-        beyond = [getattr(s, name).ring_fill_ms - getattr(s, name).cushion_ms for s in stats[40:]]
-        assert float(np.median(beyond)) <= 1.5 * block_ms + 0.5, (name, beyond)
+        added = [getattr(s, name).added_latency_ms for s in stats[40:]]
+        assert float(np.median(added)) <= 100 + 20 + 2.2, (name, added)
 
 
 @uses_pulse
@@ -203,6 +212,73 @@ def test_a_missing_device_gives_a_clear_error(headset_scene: PulseScene, choice:
         DeviceBridge(choice, None).start()
     assert str(failure.value).startswith(message), str(failure.value)
     assert "pick another one" in failure.value.remedy
+
+
+SIM_RATE, SIM_BLOCK, SIM_FRAME = 44100, 220, 882  # 5 ms device blocks, 20 ms frames at 44.1 kHz
+
+
+def simulate(direction: str, callbacks: np.ndarray, ticks: np.ndarray) -> tuple[_Capture | _Playback, list[float]]:
+    """Drive one direction's callback and clock side on a simulated timeline (seconds), in time order.
+
+    Returns the path and, for every tick after the first 2 s (priming, first trims), how far the ring's
+    fill stood above its cushion (ms).
+    """
+    path = (_Capture if direction == "capture" else _Playback)("sim", SIM_RATE, CLOCK_HZ, FRAME, 220, SIM_BLOCK)
+    events = sorted([(t, True) for t in callbacks] + [(t, False) for t in ticks])
+    device_buffer = np.zeros((SIM_BLOCK, 1), dtype=np.float32)
+    silence = np.zeros(FRAME)
+    beyond_ms = []
+    for t, is_callback in events:
+        if is_callback:
+            path.on_audio(device_buffer, SIM_BLOCK, None, 0)
+            continue
+        if isinstance(path, _Capture):
+            path.read()
+        else:
+            path.write(silence)
+        if t > 2.0:
+            stats = path.stats()
+            beyond_ms.append(stats.ring_fill_ms - stats.cushion_ms)
+    return path, beyond_ms
+
+
+@pytest.mark.parametrize("direction", ["capture", "playback"])
+@pytest.mark.parametrize("ppm", [0, 1000, -1000])
+def test_drift_is_absorbed_by_dropping_or_inserting_a_few_samples(direction: str, ppm: int) -> None:
+    """30 s of a device clock ``ppm`` fast against the conference clock.
+
+    The device delivers (or takes) 5 ms blocks at 44.1 kHz on its own clock; the conference clock
+    ticks every 20 ms, each tick 0-3 ms late. Ground truth: the device makes ppm * 30 s * 44100 samples
+    more (or fewer) than the clock uses, and that many must be dropped (or made up with silence), give
+    or take what priming leaves in the ring; the fill must stay within a block of the cushion.
+    """
+    seconds = 30.0
+    ticks = np.arange(1, round(seconds / 0.02)) * 0.02
+    ticks += np.random.default_rng(abs(ppm)).uniform(0, 0.003, len(ticks))
+    path, beyond_ms = simulate(direction, np.arange(0.0, seconds, SIM_BLOCK / (SIM_RATE * (1 + ppm * 1e-6))), ticks)
+    final = path.stats()
+    # At most one underrun (a block crossing a tick) teaches the cushion the delivery granularity.
+    assert final.cushion_ms <= 5.0 + 5.0 + 2.0 + 0.1
+    assert final.underrun_samples <= SIM_BLOCK + 2 * SIM_FRAME
+    assert float(np.median(beyond_ms)) <= 5.0 + 0.1  # within one device block of the cushion
+    surplus = ppm * 1e-6 * seconds * SIM_RATE  # device samples the clock has no use for (negative: missing)
+    if direction == "playback":
+        surplus = -surplus  # a fast speaker takes more than the clock gives
+    removed = final.dropped_samples - final.padded_samples - final.underrun_samples
+    assert abs(removed - surplus) <= SIM_FRAME + 2 * SIM_BLOCK, (removed, surplus)
+
+
+@pytest.mark.parametrize("direction", ["capture", "playback"])
+def test_a_stalled_device_costs_one_gap_and_a_block_of_cushion(direction: str) -> None:
+    """The device's callbacks stop for 35 ms (a busy machine): one gap, then back to a low latency."""
+    callbacks = np.arange(0.0, 10.0, SIM_BLOCK / SIM_RATE)
+    stalled = (callbacks > 5.0) & (callbacks < 5.035)
+    callbacks[stalled] = 5.035  # the held-back blocks all come at once
+    path, beyond_ms = simulate(direction, callbacks, np.arange(1, 500) * 0.02)
+    final = path.stats()
+    assert final.cushion_ms <= 5.0 + 5.0 + 2.0 + 0.1
+    assert final.underrun_samples <= round(0.035 * SIM_RATE) + 2 * SIM_FRAME
+    assert max(beyond_ms[-100:]) <= 5.0 + 0.1  # the last 2 s: back within a block of the cushion
 
 
 def test_without_devices_the_mic_is_silent_and_the_far_end_is_only_metered() -> None:
