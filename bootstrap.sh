@@ -17,6 +17,7 @@ APT_PACKAGES=(
   sipsak sip-tester openssl procps iproute2   # SIP probes, certificates, process and network tools
   dnsmasq-base                                # DNS server (NAPTR/SRV) of the test bed
   nftables                                    # NAT and firewall scenes in the tests' own namespaces
+  chromium                                    # headless: opens the HTML report offline in tests (screenshot, DOM)
 )
 VENV=${VENV:-.venv}
 

@@ -1,12 +1,14 @@
 """The audio checks: ``audio.mic_level``, ``audio.noise``, ``audio.clipping``, ``audio.speaker``, ``audio.echo``.
 
 Each ``assess_*`` is a pure function of arrays (tested on synthetic signals);
-each ``check_*`` takes them from the run's shared :mod:`diagnostics.audio.session`.
+each ``check_*`` takes them from the run's shared :mod:`diagnostics.audio.session`
+and adds the figures of :mod:`diagnostics.audio.plots` (the verdict never depends on them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -16,6 +18,7 @@ from diagnostics.audio.echo import EchoEstimate, estimate_echo
 from diagnostics.audio.levels import measure_clipping, measure_levels
 from diagnostics.audio.noise import measure_noise_floor
 from diagnostics.audio.p56 import active_speech_level
+from diagnostics.audio.plots import echo_impulse_plot, level_plot, spectrum_plot
 from diagnostics.audio.session import TAIL_S, AudioSession, NoMicrophone, audio_session
 from diagnostics.audio.tone import measure_tone
 from diagnostics.audio.verdicts import judge
@@ -42,6 +45,9 @@ DC_OFFSET_WARN = 0.01
 # The test tone counts as heard when it stands this far above the same band in the quiet part.
 TONE_HEARD_DB = 10.0
 TONE_BAND_HZ = 50.0
+
+# Longest echo delay looked for: the tail recorded after the excitation, less a margin.
+ECHO_MAX_DELAY_S = TAIL_S - 0.05
 
 _DIGITAL_SILENCE = "the microphone delivers digital silence (every sample is zero)"
 
@@ -213,7 +219,7 @@ def _echo(session: AudioSession, ctx: CheckContext) -> EchoEstimate:
     key = "audio.echo_estimate"
     if key not in ctx.cache:
         ctx.cache[key] = estimate_echo(
-            session.excitation, session.echo_capture, session.samplerate, session.quiet, max_delay_s=TAIL_S - 0.05
+            session.excitation, session.echo_capture, session.samplerate, session.quiet, max_delay_s=ECHO_MAX_DELAY_S
         )
     estimate = ctx.cache[key]
     assert isinstance(estimate, EchoEstimate)
@@ -246,10 +252,27 @@ def _speaker(s: AudioSession, ctx: CheckContext) -> CheckResult:
     return result
 
 
-check_mic_level = _with_session(
-    "audio.mic_level", lambda s, ctx: assess_mic_level(s.mic, s.samplerate, s.interactive_speech)
-)
-check_noise = _with_session("audio.noise", lambda s, ctx: assess_noise(s.quiet, s.samplerate))
+def _mic_level(s: AudioSession, ctx: CheckContext) -> CheckResult:
+    result = assess_mic_level(s.mic, s.samplerate, s.interactive_speech)
+    return replace(result, plots={"mic_level": level_plot(s.mic, s.samplerate)})
+
+
+def _noise(s: AudioSession, ctx: CheckContext) -> CheckResult:
+    result = assess_noise(s.quiet, s.samplerate)
+    band = (float(result.measurements["band_low_hz"]), float(result.measurements["band_high_hz"]))
+    return replace(result, plots={"spectrum": spectrum_plot(s.quiet, s.samplerate, band)})
+
+
+def _echo_check(s: AudioSession, ctx: CheckContext) -> CheckResult:
+    echo = _echo(s, ctx)
+    figure = echo_impulse_plot(
+        s.excitation, s.echo_capture, s.samplerate, ECHO_MAX_DELAY_S, echo.delay_ms, echo.erl_db
+    )
+    return replace(assess_echo(echo, s), plots={"echo_impulse_response": figure})
+
+
+check_mic_level = _with_session("audio.mic_level", _mic_level)
+check_noise = _with_session("audio.noise", _noise)
 check_clipping = _with_session("audio.clipping", lambda s, ctx: assess_clipping(s.mic, s.samplerate))
 check_speaker = _with_session("audio.speaker", _speaker)
-check_echo = _with_session("audio.echo", lambda s, ctx: assess_echo(_echo(s, ctx), s))
+check_echo = _with_session("audio.echo", _echo_check)

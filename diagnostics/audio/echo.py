@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy import signal as sps
 
 from diagnostics.audio.dsp import FloatArray, band_power, bandpass, db, to_float
 
@@ -31,6 +32,8 @@ __all__ = [
     "ERL_BAND_HZ",
     "EXCITATION_BAND_HZ",
     "EchoEstimate",
+    "EchoPathResponse",
+    "echo_path_response",
     "estimate_echo",
     "make_excitation",
 ]
@@ -167,4 +170,36 @@ def estimate_echo(
         erl_min_db=erl_min,
         peak_to_noise_db=peak_to_noise,
         echo_to_noise_db=echo_to_noise,
+    )
+
+
+@dataclass(frozen=True)
+class EchoPathResponse:
+    """How strongly the capture hears the reference at each delay: the echo path, for a figure."""
+
+    lag_ms: FloatArray
+    gain_db: FloatArray
+    """Envelope of the in-band cross-correlation divided by the reference's energy. The excitation
+    is white in its band, so this is the magnitude of the echo path's impulse response: a pure
+    delay with 10 dB of loss peaks at −10 dB."""
+
+
+def echo_path_response(
+    reference: npt.ArrayLike, capture: npt.ArrayLike, samplerate: int, max_delay_s: float = 0.6
+) -> EchoPathResponse:
+    """The echo path's magnitude over delays 0 … ``max_delay_s`` (same inputs as :func:`estimate_echo`).
+
+    The same in-band correlation the delay estimate starts from, with its envelope (magnitude of
+    the analytic signal) so that the band-pass ringing does not hide the shape.
+    """
+    ref, cap = to_float(reference), to_float(capture)
+    max_lag = min(int(max_delay_s * samplerate), len(cap) - len(ref))
+    if max_lag <= 0:
+        raise ValueError("the capture must be longer than the reference by the largest delay to look for")
+    energy = float(np.sum(np.square(ref)))
+    r = _correlate(ref, cap, samplerate, max_lag) / max(energy, 1e-20)
+    envelope = np.abs(sps.hilbert(r))
+    return EchoPathResponse(
+        lag_ms=np.arange(len(r), dtype=np.float64) * 1000.0 / samplerate,
+        gain_db=20.0 * np.log10(np.maximum(envelope, 1e-10)),
     )

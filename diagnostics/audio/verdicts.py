@@ -41,6 +41,11 @@ class Rule:
     summary: str
     remedy: str | None = None
 
+    @property
+    def band(self) -> str:
+        """What the band is called: the summary up to its colon (figures label thresholds with it)."""
+        return self.summary.split(":", 1)[0]
+
 
 RULES: tuple[Rule, ...] = (
     # audio.mic_level: active speech level (P.56) while someone talks.

@@ -19,14 +19,6 @@ def test_usage_errors_exit_two(capsys: pytest.CaptureFixture[str]) -> None:
     assert "invalid choice: 'video'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["report"])
-def test_commands_of_later_issues_say_so_and_exit_two(command: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([command, "--json"]) == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert f"phonekit {command}: not implemented yet" in captured.err
-
-
 def test_check_sip_without_a_profile_skips_and_says_how(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "sip", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -181,7 +181,7 @@ def test_full_check_json_is_a_complete_report(headset_scene: PulseScene) -> None
                        "audio.echo"]
     assert {"network.interfaces", "network.route"} <= set(ids)
     for check in report["checks"]:
-        assert set(check) == {"id", "status", "summary", "measurements", "remedy", "duration_ms"}
+        assert set(check) == {"id", "status", "summary", "measurements", "remedy", "duration_ms", "plots"}
         assert check["status"] in {"pass", "warn", "fail", "skip", "error"}
         assert (check["remedy"] is None) == (check["status"] == "pass")
     assert done.returncode == {"pass": 0, "warn": 0, "skip": 0, "fail": 1, "error": 3}[report["verdict"]]
