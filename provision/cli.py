@@ -23,16 +23,14 @@ from diagnostics.render import progress_on, render_json, render_text
 from diagnostics.report import EXIT_ENVIRONMENT, EXIT_OK, EXIT_USAGE, exit_code, phonekit_version
 from phone import cli as phone_cli
 from phone import echo
-from provision import dialplan_cli, launch, provision_cli
+from provision import diagnose_cli, dialplan_cli, launch, provision_cli, report_cli
 
 __all__ = ["main"]
 
 log = logging.getLogger("phonekit")
 
 # Commands whose issue has not landed yet: they say so and exit 2 rather than pretend.
-_PENDING = {
-    "report": "HTML reports (issue #7)",
-}
+_PENDING: dict[str, str] = {}
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -55,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--profile", type=Path, metavar="FILE", help="account profile (TOML) for SIP checks")
     check.add_argument("--non-interactive", action="store_true", help="never ask the person anything")
     check.add_argument("--save-wav", type=Path, metavar="DIR", help="keep raw recordings here")
+    check.add_argument("--html", type=Path, metavar="FILE", help="also write the report as one HTML file (0600)")
     _common(check)
 
     dialplan_cli.register(sub)
@@ -62,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     phone_cli.register(sub)
     echo.register(sub)
     launch.register(sub)
+    diagnose_cli.register(sub)
+    report_cli.register(sub)
 
     for name, what in _PENDING.items():
         pending = sub.add_parser(name, help=f"{what}: not implemented yet")
@@ -146,6 +147,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     for group in missing:
         log.info("no %s checks yet: they arrive with a later issue", group)
+    if args.html is not None:
+        report_cli.check_destination(args.html)
     ctx = CheckContext(
         input_device=args.input,
         output_device=args.output,
@@ -162,6 +165,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         console = Console()
         report = run_checks(specs, ctx, progress=progress_on(Console(stderr=True)))
         render_text(report, console)
+    if args.html is not None and not report_cli.save_html(report, args.html):
+        return EXIT_USAGE
     return exit_code(c.status for c in report.checks)
 
 
@@ -175,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in _PENDING:
         print(f"phonekit {args.command}: not implemented yet: {_PENDING[args.command]}", file=sys.stderr)
         return EXIT_USAGE
-    if args.command in ("dialplan", "provision", "phone", "echo-server", "launch"):
+    if args.command in ("dialplan", "provision", "phone", "echo-server", "launch", "diagnose", "report"):
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     try:

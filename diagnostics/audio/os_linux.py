@@ -55,6 +55,7 @@ def _devices(kind: str, direction: str, default: str) -> list[SystemDevice]:
                 is_monitor=direction == "input" and props.get("device.class") == "monitor",
                 is_default=entry["name"] == default,
                 properties={k: str(props[k]) for k in _KEPT_PROPERTIES if k in props},
+                muted=bool(entry["mute"]) if isinstance(entry.get("mute"), bool) else None,
             )
         )
     return devices

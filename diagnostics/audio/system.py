@@ -26,6 +26,8 @@ class SystemDevice:
     """A loopback of an output (PulseAudio ``.monitor``): it is an input, but not a microphone."""
     is_default: bool = False
     properties: dict[str, str] = field(default_factory=dict)
+    muted: bool | None = None
+    """The sound server's mute switch for this device; None when the OS does not say."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -35,6 +37,7 @@ class SystemDevice:
             "is_monitor": self.is_monitor,
             "is_default": self.is_default,
             "properties": dict(self.properties),
+            "muted": self.muted,
         }
 
 
