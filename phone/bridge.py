@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,6 +53,9 @@ __all__ = ["BridgeStats", "DeviceBridge", "DirectionStats"]
 
 log = logging.getLogger(__name__)
 
+SOUND_SERVER_RATE_HZ = 48000
+_SOUND_SERVER_PCMS = frozenset({"pulse", "default", "pipewire"})
+"""PortAudio's names of ALSA's PCMs into the sound server (libasound2-plugins)."""
 _RING_S = 0.5
 """Ring capacity: room for the clock thread to stall this long before the microphone loses samples."""
 _STALE_MS = 100.0
@@ -418,11 +422,15 @@ class DeviceBridge:
 
     def _geometry(self, sd: ModuleType, choice: DeviceChoice, *, capture: bool) -> tuple[int, int, int]:
         """Device rate, block and jitter cushion (samples) for one stream."""
+        kind = "input" if capture else "output"
+        info = sd.query_devices(choice.index, kind) if choice.index is not None else sd.query_devices(kind=kind)
         if self.device_rate_hz is not None:
             rate = self.device_rate_hz
+        elif sys.platform.startswith("linux") and str(info.get("name", "")) in _SOUND_SERVER_PCMS:
+            # ALSA's plugin into PulseAudio/PipeWire says 44.1 kHz, but the server runs at 48 kHz: opening
+            # at 48 kHz spares a resampling stage and its uneven delivery (added latency 7 ms, was 12-14).
+            rate = SOUND_SERVER_RATE_HZ
         else:
-            kind = "input" if capture else "output"
-            info = sd.query_devices(choice.index, kind) if choice.index is not None else sd.query_devices(kind=kind)
             rate = round(float(info["default_samplerate"]))
         block = self.blocksize or max(1, rate // 200)
         return rate, block, round(self.jitter_ms / 1000 * rate)

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     oneway.add_argument("--input", metavar="DEV", help="capture device by index or name substring")
     oneway.add_argument("--output", metavar="DEV", help="playback device by index or name substring")
     oneway.add_argument("--seconds", type=float, default=3.0, metavar="S", help="length of the test call (3)")
-    oneway.add_argument("--html", type=Path, metavar="FILE", help="also write the report as self-contained HTML")
+    oneway.add_argument("--html", type=Path, metavar="FILE", help="also write the report as one HTML file (0600)")
     oneway.add_argument("--json", action="store_true", help="print only JSON on stdout")
     oneway.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     parser.set_defaults(handler=main)
@@ -49,6 +49,10 @@ def main(args: argparse.Namespace) -> int:
     from diagnostics.render import render_json, render_text
 
     try:
+        if args.html is not None:
+            from provision.report_cli import check_destination
+
+            check_destination(args.html)
         report = one_way(args)
     except UsageError as exc:
         print(f"phonekit diagnose: error: {exc}", file=sys.stderr)
@@ -61,7 +65,8 @@ def main(args: argparse.Namespace) -> int:
     else:
         render_text(report, Console())
     if args.html is not None:
-        from diagnostics.html import write_html
+        from provision.report_cli import save_html
 
-        write_html(report, args.html)
+        if not save_html(report, args.html):
+            return EXIT_USAGE
     return exit_code(c.status for c in report.checks)

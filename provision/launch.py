@@ -325,6 +325,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--no-phone", action="store_true", help="run the gate only; do not start the phone")
     parser.add_argument("--history", metavar="FILE", help="call history file of the phone")
     parser.add_argument("--no-history", action="store_true", help="keep no call history")
+    parser.add_argument("--html", type=Path, metavar="FILE", help="also write the report as one HTML file (0600)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     parser.set_defaults(handler=main)
@@ -359,6 +360,10 @@ def main(args: argparse.Namespace) -> int:
             from diagnostics.profile import load_profile
 
             load_profile(args.profile)  # a broken profile is a usage error before anything runs
+        if args.html is not None:
+            from provision.report_cli import check_destination
+
+            check_destination(args.html)
         with _echo_if_needed(args.profile) as echo:
             report = run_gate(ctx, echo)
             if args.json:
@@ -366,6 +371,11 @@ def main(args: argparse.Namespace) -> int:
                 sys.stdout.flush()
             else:
                 render_text(report, Console())
+            if args.html is not None:
+                from provision.report_cli import save_html
+
+                if not save_html(report, args.html):
+                    return 2
             if not gate_passed(report):
                 print("phonekit launch: not starting the phone: a check failed (see above)", file=sys.stderr)
                 return 1

@@ -52,10 +52,10 @@ def parse(stdout: str, stderr: str, code: int) -> dict[str, Any]:
     return verdict
 
 
-def diagnose(scene: PulseScene, profile: Path) -> dict[str, Any]:
+def diagnose(scene: PulseScene, profile: Path, *extra: str) -> dict[str, Any]:
     import subprocess
 
-    argv = [sys.executable, "-m", "provision.cli", "diagnose", "one-way", "--profile", str(profile), "--json"]
+    argv = [sys.executable, "-m", "provision.cli", "diagnose", "one-way", "--profile", str(profile), "--json", *extra]
     done = subprocess.run(argv, capture_output=True, text=True, env=scene.env, timeout=60, check=False)
     return parse(done.stdout, done.stderr, done.returncode)
 
@@ -75,9 +75,9 @@ def loopback_profile(kamailio: Kamailio, tmp_path: Path) -> Path:
 
 
 @pytest.mark.timeout(60)
-def test_healthy_call(headset_scene: PulseScene, loopback_profile: Path) -> None:
+def test_healthy_call(headset_scene: PulseScene, loopback_profile: Path, tmp_path: Path) -> None:
     started = time.perf_counter()
-    verdict = diagnose(headset_scene, loopback_profile)
+    verdict = diagnose(headset_scene, loopback_profile, "--html", str(tmp_path / "ticket.html"))
     wall_s = time.perf_counter() - started
     assert verdict["status"] == "pass", verdict["summary"]
     assert verdict["legs"] == {"diagnose.mic": "pass", "diagnose.outbound": "pass", "diagnose.inbound": "pass",
@@ -85,6 +85,8 @@ def test_healthy_call(headset_scene: PulseScene, loopback_profile: Path) -> None
     m = verdict["measurements"]
     assert m["rx_pps"] > 40 and m["tx_pps"] > 40 and m["echo_detected"]
     assert verdict["plots"]["rtp_over_time"]["series"][0]["name"] == "received"
+    page = (tmp_path / "ticket.html").read_text()
+    assert "diagnose.one_way" in page and "RTP during the test call" in page and "<svg" in page
     print(f"healthy verdict in {wall_s:.1f} s")
 
 

@@ -48,9 +48,14 @@ def test_launch_passes_the_gate_and_starts_the_phone(
 ) -> None:
     profile = write_profile(tmp_path, kamailio, "1001")
     since = kamailio.log_position()
-    code, report, stderr = launch(headset_scene, ["--profile", str(profile)], stdin="status\nquit\n",
-                                  tmp_path=tmp_path)  # fmt: skip
+    html = tmp_path / "launch.html"
+    code, report, stderr = launch(headset_scene, ["--profile", str(profile), "--html", str(html)],
+                                  stdin="status\nquit\n", tmp_path=tmp_path)  # fmt: skip
     assert code == 0, stderr
+    # The ticket attachment of a full launch: every check and the echo call, with the audio plots, under 1 MB.
+    page = html.read_text()
+    assert 0 < len(page.encode()) <= 1_000_000 and oct(html.stat().st_mode & 0o777) == "0o600"
+    assert "launch.verify" in page and page.count("<svg") >= 3 and "http://" not in page and "https://" not in page
     checks = by_id(report)
     assert "network.media" not in checks  # the verification call measures that path
     verify = checks["launch.verify"]
