@@ -411,6 +411,11 @@ class DeviceBridge:
         """Stop and close both streams; ``read_frame``/``write_frame`` then give and take silence."""
         self._close_streams()
 
+    @property
+    def running(self) -> bool:
+        """Whether the device streams are open (between :meth:`start` and :meth:`stop`)."""
+        return bool(self._streams)
+
     def __enter__(self) -> DeviceBridge:
         self.start()
         return self

@@ -106,8 +106,9 @@ def _profile(args: argparse.Namespace) -> AccountProfile | None:
 
 
 @contextlib.contextmanager
-def _devices(args: argparse.Namespace, profile: AccountProfile | None) -> Iterator[Any]:
-    """The sound-device bridge, started; ``--input``/``--output`` win over the profile's ``[audio]``."""
+def _devices(args: argparse.Namespace, profile: AccountProfile | None, started: bool = True) -> Iterator[Any]:
+    """The sound-device bridge (started, unless the phone opens it per call); ``--input``/``--output`` win
+    over the profile's ``[audio]``. Devices are resolved here, so a wrong name is an error before any call."""
     from diagnostics.audio.probe import resolve_device
     from phone.bridge import DeviceBridge
 
@@ -115,7 +116,8 @@ def _devices(args: argparse.Namespace, profile: AccountProfile | None) -> Iterat
     output_spec = args.output or (profile.output_device if profile else "") or None
     bridge = DeviceBridge(resolve_device(input_spec, "input"), resolve_device(output_spec, "output"),
                           clock_rate_hz=RATE_HZ)  # fmt: skip
-    bridge.start()
+    if started:
+        bridge.start()
     try:
         yield bridge
     finally:
@@ -138,12 +140,13 @@ def build_phone(
     notify: Callable[[str], None] | None = None,
     bound_address: str = "",
     engine: EngineConfig | None = None,
+    audio_per_call: bool = False,
 ) -> Phone:
     """A phone for ``profile`` (or, without one, a phone reachable at its own loopback address)."""
     if profile is None:
         config = engine or EngineConfig(bound_address=bound_address or "127.0.0.1")
         return Phone(config, account=None, domain="", history_path=history_path, audio=audio,
-                     play=play, record_s=record_s, notify=notify)  # fmt: skip
+                     play=play, record_s=record_s, notify=notify, audio_per_call=audio_per_call)  # fmt: skip
     if not bound_address:
         from diagnostics.network.media import route_source
 
@@ -152,7 +155,8 @@ def build_phone(
         bound_address = route_source(host.strip("[]"), int(port))
     config = engine or engine_config_for(profile, bound_address=bound_address)
     return Phone(config, account=account_for(profile), domain=profile.domain, dialplan=dialplan_for(profile),
-                 history_path=history_path, audio=audio, play=play, record_s=record_s, notify=notify)  # fmt: skip
+                 history_path=history_path, audio=audio, play=play, record_s=record_s, notify=notify,
+                 audio_per_call=audio_per_call)  # fmt: skip
 
 
 def _stderr(text: str) -> None:
@@ -302,6 +306,7 @@ COMMANDS: dict[str, str] = {
     "register / unregister": "bind or unbind this phone at the registrar",
     "history [N]": "the last N calls (10)",
     "check NUMBER": "what dialing NUMBER would do, without dialing",
+    "wait SECONDS": "do nothing for a while (scripts fed on standard input)",
     "help": "this list",
     "quit": "hang up, unregister and leave",
 }
@@ -354,10 +359,10 @@ class Repl:
             return
         try:
             handler(rest)
-        except PhoneError as exc:
+        except (PhoneError, ValueError) as exc:
             self.out(f"cannot {command}: {exc}")
-        except ValueError as exc:
-            self.out(f"cannot {command}: {exc}")
+        except MeasurementError as exc:  # the sound devices would not open for the call
+            self.out(f"cannot {command}: {exc} ({exc.remedy})")
 
     def _needs(self, rest: str, what: str) -> str:
         if not rest:
@@ -421,6 +426,9 @@ class Repl:
         if self.bridge is None:
             self.out("no sound devices in use")
             return
+        if self.phone.active is None:
+            self.out("levels are measured during a call ('phonekit check audio' measures the devices now)")
+            return
         mic, speaker = self.bridge.input_level_dbfs, self.bridge.output_level_dbfs
         self.out(f"microphone {mic:.1f} dBFS, speaker {speaker:.1f} dBFS")
 
@@ -460,6 +468,15 @@ class Repl:
         if not entries:
             self.out("no calls yet")
 
+    def do_wait(self, rest: str) -> None:
+        try:
+            seconds = float(rest)
+        except ValueError:
+            raise PhoneError(f"give seconds (got {rest!r})") from None
+        if not 0 <= seconds <= 3600:
+            raise PhoneError(f"wait 0 to 3600 seconds (got {seconds:g})")
+        self.phone.wait(lambda: False, seconds)
+
     def do_quit(self, rest: str) -> None:
         self.running = False
 
@@ -483,9 +500,9 @@ def run_phone(args: argparse.Namespace, echo_uri: str | None = None, out: Callab
     """The terminal phone on the devices and profile of ``args`` (also what ``phonekit launch`` starts)."""
     say = out or (lambda text: print(text, flush=True))
     profile = _profile(args)
-    with _devices(args, profile) as bridge:
+    with _devices(args, profile, started=False) as bridge:
         phone = build_phone(profile, audio=bridge, history_path=_history_path(args),
-                            notify=lambda text: say(f"* {text}"))  # fmt: skip
+                            notify=lambda text: say(f"* {text}"), audio_per_call=True)  # fmt: skip
         try:
             phone.start()
             if echo_uri:
@@ -539,7 +556,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def main(args: argparse.Namespace) -> int:
     handlers = {"terminal": _cmd_terminal, "call": _cmd_call, "answer": _cmd_answer}
     try:
-        return handlers[args.phone_command](args)
+        return handlers[args.phone_command or "terminal"](args)
     except UsageError as exc:
         print(f"phonekit phone: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -120,6 +120,7 @@ class Phone:
         record_s: float = 0.0,
         local_user: str = "phonekit",
         notify: Callable[[str], None] | None = None,
+        audio_per_call: bool = False,
     ) -> None:
         self.engine = Engine(engine_config)
         self.sip_account = account
@@ -131,6 +132,9 @@ class Phone:
         self.record_s = record_s
         self.local_user = local_user
         self.notify = notify or (lambda text: log.info("%s", text))
+        self.audio_per_call = audio_per_call
+        """Start ``audio`` (its ``start()``/``stop()``) for each call only: an idle phone keeps no sound
+        device open (the device streams cost ~50 ms CPU per second while open)."""
         self.account: Account | None = None
         self.registration: RegisterOutcome | None = None
         self.active: _Active | None = None
@@ -161,6 +165,7 @@ class Phone:
         self.ringing = None
         self._device_port = None
         self.account = None
+        self._audio_off()
         self.audio = None
         self.engine.close()
 
@@ -241,10 +246,27 @@ class Phone:
         port = self._port_for_call()
         placed_at = time.perf_counter()
         call = self.engine.place_call(self.account, decision.uri, port)
+        self._audio_on(call)
         call.on_event = self._on_call_event
         self.active = _Active(call, number, decision.uri, decision.rule, time.time(), placed_at,
                               port if isinstance(port, BufferPort) else None)  # fmt: skip
         return decision
+
+    def _audio_on(self, call: Call) -> None:
+        """Open the sound devices for a call (per-call mode); a device that fails ends the call with the error."""
+        start = getattr(self.audio, "start", None)
+        if not self.audio_per_call or start is None:
+            return
+        try:
+            start()
+        except Exception:
+            call.end()
+            raise
+
+    def _audio_off(self) -> None:
+        stop = getattr(self.audio, "stop", None)
+        if self.audio_per_call and stop is not None and self.active is None:
+            stop()
 
     def _port_for_call(self) -> Any:
         if self._device_port is not None:
@@ -257,6 +279,7 @@ class Phone:
             raise PhoneError("no call is ringing")
         port = self._port_for_call()
         call.port = port
+        self._audio_on(call)
         call.accept()
         self.ringing = None
         self.active = _Active(call, call.remote_uri, call.remote_uri, "incoming", call.started_at,
@@ -388,6 +411,7 @@ class Phone:
         self._last_recording = active.port.recorded() if active.port is not None else None
         self.active = None
         self.engine.forget(call)
+        self._audio_off()
 
     def _record(self, entry: history.HistoryEntry) -> None:
         self.finished.append(entry)

@@ -20,6 +20,7 @@ from provision.cli import main
 from tests.testbed.baresip import BaresipPeer, analyse_wav
 from tests.testbed.kamailio import Kamailio, sip_options
 from tests.testbed.procs import Process, free_port
+from tests.testbed.pulse import PulseScene
 from tests.testbed.sipbed import PEER_TONE_HZ, PEER_USER
 
 RATE = 16000
@@ -178,3 +179,39 @@ def test_echo_server_shuts_down_cleanly_on_sigterm_during_a_call(tmp_path: Path)
     assert caller.returncode == 0, err
     assert json.loads(out)["outcome"] == "answered" and "Assertion" not in err
     assert (tmp_path / "x.wav").exists()
+
+
+@pytest.mark.timeout(90)
+def test_terminal_phone_driven_through_its_commands(
+    kamailio: Kamailio, registered_peer: BaresipPeer, headset_scene: PulseScene, tmp_path: Path
+) -> None:
+    """The interactive phone, fed a script on stdin in a virtual headset scene: every command does its job."""
+    profile = write_profile(tmp_path, kamailio, "1001", '[dialplan]\nname = "t"\n[dialplan.dial]\narea_code = "30"\n'
+                            '[[dialplan.barring.rule]]\nname = "premium"\ndescription = "premium-rate numbers"\n'
+                            'prefixes = ["0900"]\n')  # fmt: skip
+    script = "\n".join([
+        "status", "check 0900 123456", "dial 0900 123456", f"dial {PEER_USER}", "wait 1.5", "level", "dtmf 42#",
+        "wait 1", "mute", "wait 0.3", "unmute", "hold", "wait 0.5", "resume", "wait 0.5", "stats", "status",
+        "hangup", "wait 1", "history", "bogus", "quit",
+    ]) + "\n"  # fmt: skip
+    mark = registered_peer.mark()
+    since = kamailio.log_position()
+    done = subprocess.run([sys.executable, "-m", "provision.cli", "phone", "--profile", str(profile), "--history",
+                           str(tmp_path / "h.jsonl")], input=script, capture_output=True, text=True,
+                          env=headset_scene.env, timeout=60)  # fmt: skip
+    out = done.stdout
+    assert done.returncode == 0, done.stderr
+    assert "registered (200 OK)" in out
+    assert "would refuse" in out or "refused: premium-rate numbers are barred" in out
+    assert out.count("refused: premium-rate numbers are barred") >= 1
+    assert f"dialing sip:{PEER_USER}@{kamailio.domain}" in out and "call confirmed" in out
+    assert "microphone -" in out and "dBFS, speaker" in out  # the level meter during the call
+    assert "sent DTMF 42#" in out and "on hold" in out and "resumed" in out and "muted" in out
+    assert "MOS" in out and "unknown command 'bogus'" in out
+    assert registered_peer.dtmf_digits(since=mark) == "42#"
+    history_lines = [line for line in out.splitlines() if line.startswith("  20")]
+    assert any("refused" in line for line in history_lines) and any("answered" in line for line in history_lines)
+    # Only the call to 1002 reached the wire: the barred number went nowhere.
+    invites = kamailio.requests(since, "INVITE")
+    assert invites and all(PEER_USER in r.ruri for r in invites)
+    assert "Assertion" not in done.stderr and "Traceback" not in done.stderr

@@ -28,17 +28,22 @@ def test_a_call_carries_the_microphone_out_and_the_far_end_to_the_speaker(
     recorder = record_monitor(headset_scene, path)
     try:
         with headset_bridge(headset_scene) as bridge:
-            phone = Phone(EngineConfig(bound_address="127.0.0.1", vad=False), account=None, domain="", audio=bridge)
+            bridge.stop()  # as the terminal phone runs it: the devices open for each call only
+            phone = Phone(EngineConfig(bound_address="127.0.0.1"), account=None, domain="", audio=bridge,
+                          audio_per_call=True)  # fmt: skip
             with phone:
+                assert not bridge.running  # idle: no device open
                 mark = peer.mark()
                 phone.dial(peer.uri)
                 assert phone.active is not None
                 call = phone.active.call
                 assert phone.wait(lambda: call.confirmed, 10.0), f"{call.last_code} {call.last_reason}"
+                assert bridge.running
                 phone.wait(lambda: call.disconnected, 3.0)
                 stats = bridge.stats()
                 phone.hangup()
                 phone.wait(lambda: phone.active is None, 5.0)
+                assert not bridge.running  # closed again with the call
         time.sleep(0.1)
     finally:
         recorder.terminate()
