@@ -16,7 +16,7 @@ setting and per caller, a fresh caller process limited to the setting's codec:
   (tests/testbed/pulse.py) whose mic plays a steady 440 Hz at −16 dBFS:
   - phonekit as the terminal phone runs: :class:`phone.phone.Phone` (statistics
     every 0.5 s) with ``phone.bridge.DeviceBridge`` (sounddevice → ALSA
-    ``pulse``, 48 kHz mono, 10 ms blocks; its streams stay open while idle);
+    ``pulse``, 48 kHz mono, 5 ms blocks; its streams open for the call only);
   - baresip with its ``alsa`` module on ALSA ``default`` (the same PulseAudio),
     48 kHz mono (it opens the devices for the call only).
 

@@ -313,10 +313,11 @@ class _Agent:
                 from diagnostics.audio.probe import resolve_device
                 from phone.bridge import DeviceBridge
 
+                # As the terminal phone runs it: the devices open for each call only.
                 self.bridge = DeviceBridge(resolve_device(None, "input"), resolve_device(None, "output"),
                                            clock_rate_hz=settings.clock_rate_hz)  # fmt: skip
-                self.bridge.start()
-            self.phone = Phone(settings, account=sip, domain=sip.domain, audio=self.bridge).start()
+            self.phone = Phone(settings, account=sip, domain=sip.domain, audio=self.bridge,
+                               audio_per_call=self.bridge is not None).start()  # fmt: skip
             self.engine = self.phone.engine
             outcome = self.phone.registration
         else:

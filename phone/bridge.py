@@ -333,10 +333,11 @@ class DeviceBridge:
     ``input``/``output`` come from :func:`diagnostics.audio.probe.resolve_device`;
     None means no such stream (``read_frame`` gives silence, ``write_frame``
     only meters). ``device_rate_hz`` None opens each device at its default
-    rate (PortAudio's ALSA ``pulse`` device says 44.1 kHz although the server
-    runs at 48 kHz; 48000 saves a resampling and halves the delivery jitter);
-    ``blocksize`` None means 5 ms at the device rate (PortAudio then reports
-    10 ms of device latency, against 20 ms for 10 ms blocks). ``jitter_ms``
+    rate (on Linux, the sound server's ALSA PCMs open at its 48 kHz, see
+    :data:`SOUND_SERVER_RATE_HZ`); ``blocksize`` None means 10 ms at the device
+    rate: every block is a Python callback per stream, and 5 ms blocks (10 ms
+    of device latency instead of 20) doubled the bridge's CPU (bench/call_cpu.py).
+    ``jitter_ms``
     is the cushion each ring starts with beyond what a tick takes. ``latency``
     goes to PortAudio as is ("low", "high" or seconds).
     """
@@ -437,7 +438,7 @@ class DeviceBridge:
             rate = SOUND_SERVER_RATE_HZ
         else:
             rate = round(float(info["default_samplerate"]))
-        block = self.blocksize or max(1, rate // 200)
+        block = self.blocksize or max(1, rate // 100)
         return rate, block, round(self.jitter_ms / 1000 * rate)
 
     def _open_stream(
