@@ -1069,10 +1069,14 @@ class Engine:
         ``stop_when`` hangs up earlier, as soon as it returns True for a statistics sample
         (e.g. once the far end's first RTCP report is in).
         """
-        port = self._new_port(play, seconds + 1.0)
         start = time.perf_counter()
-        call = self.place_call(account, uri, port)
+        call = self.place_call(account, uri, None)
         self.poll_for(lambda: call.confirmed_at is not None or call.disconnected, answer_timeout_s)
+        # The port joins the conference bridge only now: while the call is set up, the bridge's clock
+        # thread has no Python port to call (it would compete for the GIL on the way to our ACK).
+        port = self._new_port(play, seconds + 1.0)
+        call.port = port
+        call.media_pending = True
         if call.confirmed_at is None:
             if not call.disconnected:
                 call.hangup(pj.CallOpParam(True))

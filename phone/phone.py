@@ -98,6 +98,8 @@ class _Active:
     placed_at: float
     port: BufferPort | None = None
     last_sample_at: float = 0.0
+    attach: Any = None
+    """The port to connect once the call is confirmed (see :meth:`Phone.dial`)."""
 
 
 class Phone:
@@ -203,6 +205,10 @@ class Phone:
     def poll(self, ms: int = 10) -> None:
         self.engine.poll(ms)
         active = self.active
+        if active is not None and active.attach is not None and active.call.confirmed:
+            active.call.port, active.attach = active.attach, None
+            active.call.media_pending = True
+            self.engine.poll(0)  # connect it now, not a poll later
         if active is not None and active.call.confirmed:
             now = time.monotonic()
             if now - active.last_sample_at >= STATS_INTERVAL_S:
@@ -245,11 +251,13 @@ class Phone:
         assert self.account is not None
         port = self._port_for_call()
         placed_at = time.perf_counter()
-        call = self.engine.place_call(self.account, decision.uri, port)
+        # The port joins the call once it is confirmed (poll): a Python port that the conference bridge
+        # calls while the 200 OK arrives delays our ACK (0.39 instead of 0.21 ms, bench/call_setup.py).
+        call = self.engine.place_call(self.account, decision.uri, None)
         self._audio_on(call)
         call.on_event = self._on_call_event
         self.active = _Active(call, number, decision.uri, decision.rule, time.time(), placed_at,
-                              port if isinstance(port, BufferPort) else None)  # fmt: skip
+                              port if isinstance(port, BufferPort) else None, attach=port)  # fmt: skip
         return decision
 
     def _audio_on(self, call: Call) -> None:
