@@ -254,10 +254,10 @@ class Phone:
         # The port joins the call once it is confirmed (poll): a Python port that the conference bridge
         # calls while the 200 OK arrives delays our ACK (0.39 instead of 0.21 ms, bench/call_setup.py).
         call = self.engine.place_call(self.account, decision.uri, None)
-        self._audio_on(call)
         call.on_event = self._on_call_event
         self.active = _Active(call, number, decision.uri, decision.rule, time.time(), placed_at,
                               port if isinstance(port, BufferPort) else None, attach=port)  # fmt: skip
+        self._audio_on(call)  # if the devices fail, the call ends and is recorded like any other
         return decision
 
     def _audio_on(self, call: Call) -> None:
