@@ -427,6 +427,11 @@ class LoopPort(pj.AudioMediaPort):  # type: ignore[misc]
         fmt.init(pj.PJMEDIA_FORMAT_PCM, self.rate_hz, 1, FRAME_USEC, 16)
         self.createPort(name, fmt)
 
+    def reset(self) -> None:
+        """Forget the last call's audio before the next call uses this loop."""
+        self._last = bytes(len(self._last))
+        self.frames_echoed = 0
+
     def onFrameRequested(self, frame: pj.MediaFrame) -> None:
         frame.buf = pj.ByteVector(self._last)
         frame.size = len(self._last)
@@ -776,6 +781,7 @@ class Engine:
         self._calls: list[Call] = []
         self._ended: list[Call] = []
         self._ports: list[pj.AudioMediaPort] = []
+        self._idle_loops: list[LoopPort] = []
         self.on_incoming: Callable[[Call], None] | None = None
         """Called (in the engine's thread) for each incoming call, after it was told 180 Ringing."""
         self.transport_ids: dict[Transport, int] = {}
@@ -847,7 +853,15 @@ class Engine:
         if not self._started:
             return
         self._release_calls_and_accounts()
+        # Media ports are never freed while the library runs: the conference bridge's clock thread
+        # calls every port, connected or not, each 20 ms, and a port's C++ destructor releases the GIL
+        # while it unregisters, so that thread would call into a half-destroyed Python object (seen as
+        # a segfault in a later garbage collection). Handed to pjsua2 here, their C++ side is never
+        # destroyed; libDestroy() stops the clock and dismantles the bridge around them.
+        for port in self._ports:
+            port.__disown__()
         self._ports.clear()
+        self._idle_loops.clear()
         # A pjsua2 object that Python frees after libDestroy() aborts the process (its destructor
         # asserts on an invalid id): nothing may keep one alive past this point, not even a local.
         self.on_incoming = None
@@ -1017,6 +1031,9 @@ class Engine:
         return self._new_port(play, record_s)
 
     def loop_port(self) -> LoopPort:
+        """A loop for one call: a free one from an earlier call, else a new one."""
+        if self._idle_loops:
+            return self._idle_loops.pop()
         port = LoopPort(self.config.clock_rate_hz)
         port.create(f"loop{len(self._ports)}")
         self._ports.append(port)
@@ -1047,9 +1064,11 @@ class Engine:
                 acc.incoming.remove(call)
 
     def drop_port(self, port: pj.AudioMediaPort) -> None:
-        """Let a port go whose call is over (a long-running echo service would otherwise keep one per call)."""
-        if port in self._ports and not any(call.port is port for call in self._calls):
-            self._ports.remove(port)
+        """Give back a loop whose call is over, for the next call (ports are never freed while the library
+        runs, see :meth:`close`): a long-running echo service keeps as many as it had calls at once."""
+        if isinstance(port, LoopPort) and port in self._ports and not any(c.port is port for c in self._calls):
+            port.reset()
+            self._idle_loops.append(port)
 
     @property
     def calls(self) -> tuple[Call, ...]:
