@@ -7,11 +7,18 @@ bridge's clock thread calls into our media ports, and those callbacks only move
 samples between preallocated buffers.
 
 The wheel has no sound-device backend, so the engine runs on pjsua2's null
-device and audio enters and leaves through :class:`BufferPort` (and, with the
-phone, a sounddevice bridge).
+device and audio enters and leaves through Python ports: :class:`DevicePort`
+(the sound devices, through ``phone.bridge``), :class:`BufferPort` (files and
+probes), :class:`LoopPort` (the echo service).
 
-Lifecycle: calls and media ports are destroyed before ``libDestroy()``,
-otherwise the conference bridge asserts and aborts the process.
+Lifecycle: no pjsua2 object may be freed by Python after ``libDestroy()`` (its
+destructor asserts and aborts the process), and no media port may be freed while
+the library runs (the conference clock calls every port each 20 ms, also while
+its destructor, which releases the GIL, unregisters it). So :meth:`Engine.close`
+hangs up, hands every call and port still known to pjsua2 (``__disown__``: their
+C++ side is never destroyed), shuts the accounts down, collects garbage, destroys
+the library and drops the Endpoint. On an outgoing call the port joins once it is
+confirmed, so that no Python callback runs between the far end's 200 OK and our ACK.
 
 Statistics: :meth:`Engine.call` samples the audio stream's RTP/RTCP statistics
 (:class:`StreamStats`) at every poll and returns them with the outcome. Two
