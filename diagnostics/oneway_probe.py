@@ -160,11 +160,7 @@ def _call(profile: AccountProfile, target: str, bridge: Any, seconds: float, loc
         phone.dial(target)
         assert phone.active is not None
         call = phone.active.call
-        phone.wait(lambda: call.confirmed or call.disconnected, 8.0)
-        if not call.confirmed:
-            if not call.disconnected:
-                phone.hangup()
-                phone.wait(lambda: call.disconnected, 2.0)
+        if not phone.wait_answered(8.0):
             return _CallResult(RtpEvidence(target, False, call.last_code or 408, call.last_reason or "no answer"), io)
         io.active = True
         start = time.monotonic()
@@ -217,15 +213,13 @@ def gather(
     from diagnostics.audio.probe import resolve_device
     from diagnostics.errors import MeasurementError, UsageError
     from diagnostics.network.firewall import udp_drops
-    from diagnostics.network.media import route_source
-    from phone.phone import account_for
+    from phone.phone import local_address_for
 
     profile = load_profile(profile_path)
     if number is None and not profile.echo_extension:
         raise UsageError(f"{profile_path}: field 'checks.echo_extension' is missing (or give a number to call)")
     target = number or f"sip:{profile.echo_extension}@{profile.domain}"
-    host, _, port = account_for(profile).registrar.rpartition(":")
-    local_ip = route_source(host.strip("[]"), int(port))
+    local_ip = local_address_for(profile)
     bridge = None
     mic_label, muted = _os_muted(input_spec or profile.input_device or None)
     try:

@@ -151,6 +151,25 @@ class _Cushion:
         return off if off > self.slack or 2 * off < -self.target else 0
 
 
+def _direction_stats(d: _Capture | _Playback, fill_ms: float, underrun: int, dropped: int) -> DirectionStats:
+    """One direction's figures; ``fill_ms``, underruns and drops are what the two directions count differently."""
+    return DirectionStats(
+        device=d.label,
+        device_rate_hz=d.device_rate_hz,
+        device_latency_ms=d.latency_ms,
+        ring_fill_ms=fill_ms,
+        cushion_ms=d.cushion.target / d.device_rate_hz * 1000,
+        resampler_delay_ms=d.resampler.delay_ms,
+        added_latency_ms=fill_ms + d.resampler.delay_ms,
+        frames=d.frames,
+        underrun_samples=underrun,
+        overrun_samples=d.ring.overrun_samples,
+        dropped_samples=dropped,
+        padded_samples=d.padded_samples,
+        device_xruns=d.xruns,
+    )
+
+
 class _Capture:
     """Microphone -> conference: the input callback writes the ring, ``read_frame`` reads it."""
 
@@ -225,21 +244,8 @@ class _Capture:
     def stats(self) -> DirectionStats:
         fill_ms = self.fill_samples / self.device_rate_hz * 1000
         fill_ms += self.pending.available / self.resampler.out_rate_hz * 1000
-        return DirectionStats(
-            device=self.label,
-            device_rate_hz=self.device_rate_hz,
-            device_latency_ms=self.latency_ms,
-            ring_fill_ms=fill_ms,
-            cushion_ms=self.cushion.target / self.device_rate_hz * 1000,
-            resampler_delay_ms=self.resampler.delay_ms,
-            added_latency_ms=fill_ms + self.resampler.delay_ms,
-            frames=self.frames,
-            underrun_samples=self.ring.underrun_samples + self.gap_samples,
-            overrun_samples=self.ring.overrun_samples,
-            dropped_samples=self.ring.discarded_samples,
-            padded_samples=self.padded_samples,
-            device_xruns=self.xruns,
-        )
+        return _direction_stats(self, fill_ms, self.ring.underrun_samples + self.gap_samples,
+                                self.ring.discarded_samples)  # fmt: skip
 
 
 class _Playback:
@@ -310,21 +316,7 @@ class _Playback:
 
     def stats(self) -> DirectionStats:
         fill_ms = self.fill_samples / self.device_rate_hz * 1000
-        return DirectionStats(
-            device=self.label,
-            device_rate_hz=self.device_rate_hz,
-            device_latency_ms=self.latency_ms,
-            ring_fill_ms=fill_ms,
-            cushion_ms=self.cushion.target / self.device_rate_hz * 1000,
-            resampler_delay_ms=self.resampler.delay_ms,
-            added_latency_ms=fill_ms + self.resampler.delay_ms,
-            frames=self.frames,
-            underrun_samples=self.ring.underrun_samples,
-            overrun_samples=self.ring.overrun_samples,
-            dropped_samples=self.dropped_samples,
-            padded_samples=self.padded_samples,
-            device_xruns=self.xruns,
-        )
+        return _direction_stats(self, fill_ms, self.ring.underrun_samples, self.dropped_samples)
 
 
 class DeviceBridge:

@@ -37,7 +37,7 @@ from diagnostics.errors import MeasurementError, UsageError
 from diagnostics.profile import AccountProfile, load_profile
 from phone import history
 from phone.engine import EngineConfig, FrameIO
-from phone.phone import Phone, PhoneError, account_for, dialplan_for, engine_config_for
+from phone.phone import Phone, PhoneError, account_for, dialplan_for, engine_config_for, local_address_for
 from provision.dialplan import Dial, Refused
 
 __all__ = ["COMMANDS", "build_phone", "main", "read_wav", "register", "run_phone", "write_wav"]
@@ -147,13 +147,7 @@ def build_phone(
         config = engine or EngineConfig(bound_address=bound_address or "127.0.0.1")
         return Phone(config, account=None, domain="", history_path=history_path, audio=audio,
                      play=play, record_s=record_s, notify=notify, audio_per_call=audio_per_call)  # fmt: skip
-    if not bound_address:
-        from diagnostics.network.media import route_source
-
-        account = account_for(profile)
-        host, _, port = account.registrar.rpartition(":")
-        bound_address = route_source(host.strip("[]"), int(port))
-    config = engine or engine_config_for(profile, bound_address=bound_address)
+    config = engine or engine_config_for(profile, bound_address=bound_address or local_address_for(profile))
     return Phone(config, account=account_for(profile), domain=profile.domain, dialplan=dialplan_for(profile),
                  history_path=history_path, audio=audio, play=play, record_s=record_s, notify=notify,
                  audio_per_call=audio_per_call)  # fmt: skip
@@ -197,6 +191,16 @@ def _finish_one_shot(args: argparse.Namespace, phone: Phone, result: dict[str, A
             print(quality.summary())
 
 
+def _registration_failed(args: argparse.Namespace, phone: Phone, result: dict[str, Any]) -> bool:
+    """Report a failed registration as the one-shot's outcome (then True)."""
+    reg = phone.registration
+    if reg is None or reg.ok:
+        return False
+    result.update(outcome="registration failed", code=reg.code, reason=reg.reason)
+    _finish_one_shot(args, phone, result)
+    return True
+
+
 def _talk(phone: Phone, duration_s: float) -> None:
     """Keep the active call up for ``duration_s`` or until the far end hangs up, then hang up."""
     assert phone.active is not None
@@ -220,10 +224,7 @@ def _cmd_call(args: argparse.Namespace) -> int:
         stack.callback(phone.close)
         phone.start()
         result: dict[str, Any] = {"number": args.number}
-        if phone.registration is not None and not phone.registration.ok:
-            reg = phone.registration
-            result.update(outcome="registration failed", code=reg.code, reason=reg.reason)
-            _finish_one_shot(args, phone, result)
+        if _registration_failed(args, phone, result):
             return EXIT_FAILED
         decision = phone.decide(args.number)
         result["decision"] = {"kind": "refused" if isinstance(decision, Refused) else "dial", **vars(decision)}
@@ -235,12 +236,7 @@ def _cmd_call(args: argparse.Namespace) -> int:
         phone.dial(args.number)
         assert phone.active is not None
         call = phone.active.call
-        phone.wait(lambda: call.confirmed or call.disconnected, args.timeout)
-        if not call.confirmed:
-            if not call.disconnected:
-                phone.hangup()
-                phone.wait(lambda: call.disconnected, 3.0)
-            phone.wait(lambda: phone.active is None, 1.0)
+        if not phone.wait_answered(args.timeout):
             entry = phone.finished[-1] if phone.finished else None
             result.update(outcome="not answered", code=call.last_code or 408, reason=call.last_reason or "no answer",
                           history=entry.to_dict() if entry else None)  # fmt: skip
@@ -266,10 +262,7 @@ def _cmd_answer(args: argparse.Namespace) -> int:
         stack.callback(phone.close)
         phone.start()
         result: dict[str, Any] = {"address": phone.address}
-        if phone.registration is not None and not phone.registration.ok:
-            reg = phone.registration
-            result.update(outcome="registration failed", code=reg.code, reason=reg.reason)
-            _finish_one_shot(args, phone, result)
+        if _registration_failed(args, phone, result):
             return EXIT_FAILED
         if not args.json:
             _stderr(f"waiting up to {args.timeout:g} s for a call to {phone.address}")

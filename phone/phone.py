@@ -40,7 +40,15 @@ from phone.engine import (
 from phone.quality import CallQuality, quality_of
 from provision.dialplan import Decision, Dial, DialPlan, Refused, decide, embedded_dialplan
 
-__all__ = ["Phone", "PhoneError", "account_for", "dialplan_for", "engine_config_for"]
+__all__ = [
+    "Phone",
+    "PhoneError",
+    "account_for",
+    "dialplan_for",
+    "engine_config_for",
+    "local_address_for",
+    "registrar_of",
+]
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +76,22 @@ def engine_config_for(profile: AccountProfile, bound_address: str = "", **overri
     return EngineConfig(**values)
 
 
-def account_for(profile: AccountProfile) -> SipAccount:
+def registrar_of(profile: AccountProfile) -> tuple[str, int]:
+    """Host and port the profile registers at (its domain and the transport's port when not given)."""
     registrar = profile.registrar or HostPort(profile.domain)
-    port = registrar.port or profile.transport.default_port
-    host = f"[{registrar.host}]" if ":" in registrar.host else registrar.host
+    return registrar.host, registrar.port or profile.transport.default_port
+
+
+def local_address_for(profile: AccountProfile) -> str:
+    """This machine's address on the route to the registrar: what SIP and RTP bind to and the SDP offers."""
+    from diagnostics.network.media import route_source
+
+    return route_source(*registrar_of(profile))
+
+
+def account_for(profile: AccountProfile) -> SipAccount:
+    host, port = registrar_of(profile)
+    host = f"[{host}]" if ":" in host else host
     return SipAccount(
         user=profile.user,
         domain=profile.domain,
@@ -259,6 +279,21 @@ class Phone:
                               port if isinstance(port, BufferPort) else None, attach=port)  # fmt: skip
         self._audio_on(call)  # if the devices fail, the call ends and is recorded like any other
         return decision
+
+    def wait_answered(self, timeout_s: float) -> bool:
+        """After :meth:`dial`: wait for the answer; without one in time, hang up (CANCEL) and wait until the
+        call is over and recorded. True when the call was answered."""
+        if self.active is None:
+            return False
+        call = self.active.call
+        self.wait(lambda: call.confirmed or call.disconnected, timeout_s)
+        if call.confirmed:
+            return True
+        if not call.disconnected:
+            call.end()
+            self.wait(lambda: call.disconnected, 3.0)
+        self.wait(lambda: self.active is None, 1.0)
+        return False
 
     def _audio_on(self, call: Call) -> None:
         """Open the sound devices for a call (per-call mode); a device that fails ends the call with the error."""

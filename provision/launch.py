@@ -102,7 +102,7 @@ def verify_call(profile: Any, echo_uri: str | None) -> Verification:
     from diagnostics.network.media import measure_round_trip, probe_signal
     from phone.cli import build_phone
     from phone.engine import EngineConfig
-    from phone.phone import engine_config_for
+    from phone.phone import engine_config_for, local_address_for
     from phone.quality import quality_of
 
     signal = probe_signal(VERIFY_RATE_HZ, VERIFY_SECONDS + 1.0, VERIFY_LEVEL_DBFS)
@@ -111,12 +111,8 @@ def verify_call(profile: Any, echo_uri: str | None) -> Verification:
         target = echo_uri
         engine = EngineConfig(bound_address="127.0.0.1", vad=False)
     else:
-        from diagnostics.network.media import route_source
-        from phone.phone import account_for
-
         target = f"sip:{profile.echo_extension}@{profile.domain}"
-        host, _, port = account_for(profile).registrar.rpartition(":")
-        engine = engine_config_for(profile, bound_address=route_source(host.strip("[]"), int(port)), vad=False)
+        engine = engine_config_for(profile, bound_address=local_address_for(profile), vad=False)
     phone = build_phone(profile, play=signal, record_s=VERIFY_SECONDS + 0.5, engine=engine)
     with phone:
         if phone.registration is not None and not phone.registration.ok:
@@ -125,11 +121,7 @@ def verify_call(profile: Any, echo_uri: str | None) -> Verification:
         phone.dial(target)
         assert phone.active is not None
         call = phone.active.call
-        phone.wait(lambda: call.confirmed or call.disconnected, 10.0)
-        if not call.confirmed:
-            if not call.disconnected:
-                phone.hangup()
-                phone.wait(lambda: call.disconnected, 2.0)
+        if not phone.wait_answered(10.0):
             return Verification(target, False, call.last_code or 408, call.last_reason or "no answer")
         setup_ms = (call.confirmed_at - phone.active.placed_at) * 1000.0 if call.confirmed_at else 0.0
         phone.wait(lambda: call.disconnected, VERIFY_SECONDS)

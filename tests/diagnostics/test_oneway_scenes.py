@@ -146,26 +146,25 @@ def diagnose_in_client(bed: MediaBed, scene: PulseScene, profile: Path) -> dict[
     return parse(done.stdout, done.stderr, done.returncode)
 
 
-def with_rules(bed: MediaBed, tmp_path: Path, chain: str) -> None:
+def diagnose_behind_rule(bed: MediaBed, scene: PulseScene, tmp_path: Path, hook: str, match: str
+                         ) -> tuple[dict[str, Any], int]:  # fmt: skip
+    """The diagnosis while the client's firewall drops what ``match`` matches at ``hook``; also how many it dropped."""
     rules = tmp_path / "rules.nft"
-    rules.write_text(f"table inet {TABLE} {{\n{chain}\n}}\n")
+    rules.write_text(f"table inet {TABLE} {{\n  chain {hook} {{\n    type filter hook {hook} priority 0; "
+                     f"policy accept;\n    {match} counter drop\n  }}\n}}\n")  # fmt: skip
     bed.topology.run("client", ["nft", "-f", str(rules)])
-
-
-def dropped(bed: MediaBed) -> int:
-    listed = bed.topology.run("client", ["nft", "list", "table", "inet", TABLE]).stdout
-    return int(listed.split("counter packets ")[1].split()[0])
+    try:
+        verdict = diagnose_in_client(bed, scene, bed.profile)
+        listed = bed.topology.run("client", ["nft", "list", "table", "inet", TABLE]).stdout
+    finally:
+        bed.topology.run("client", ["nft", "delete", "table", "inet", TABLE], check=False)
+    return verdict, int(listed.split("counter packets ")[1].split()[0])
 
 
 @pytest.mark.timeout(90)
 def test_inbound_rtp_dropped_by_the_local_firewall(bed: MediaBed, headset_scene: PulseScene, tmp_path: Path) -> None:
-    with_rules(bed, tmp_path, "  chain input {\n    type filter hook input priority 0; policy accept;\n"
-               f"    udp dport {NS_RTP_PORTS[0]}-{NS_RTP_PORTS[1]} counter drop\n  }}")  # fmt: skip
-    try:
-        verdict = diagnose_in_client(bed, headset_scene, bed.profile)
-        eaten = dropped(bed)
-    finally:
-        bed.topology.run("client", ["nft", "delete", "table", "inet", TABLE], check=False)
+    verdict, eaten = diagnose_behind_rule(bed, headset_scene, tmp_path, "input",
+                                          f"udp dport {NS_RTP_PORTS[0]}-{NS_RTP_PORTS[1]}")  # fmt: skip
     assert top_cause(verdict) == ("firewall-inbound", "inbound"), verdict["summary"]
     assert verdict["summary"].startswith("inbound (you can't hear them): this machine's firewall drops incoming RTP")
     assert f"udp port {NS_RTP_PORTS[0]}-{NS_RTP_PORTS[1]} drop" in verdict["summary"]
@@ -174,13 +173,8 @@ def test_inbound_rtp_dropped_by_the_local_firewall(bed: MediaBed, headset_scene:
 
 @pytest.mark.timeout(90)
 def test_outbound_rtp_dropped(bed: MediaBed, headset_scene: PulseScene, tmp_path: Path) -> None:
-    with_rules(bed, tmp_path, "  chain output {\n    type filter hook output priority 0; policy accept;\n"
-               f"    udp sport {NS_RTP_PORTS[0]}-{NS_RTP_PORTS[1]} counter drop\n  }}")  # fmt: skip
-    try:
-        verdict = diagnose_in_client(bed, headset_scene, bed.profile)
-        eaten = dropped(bed)
-    finally:
-        bed.topology.run("client", ["nft", "delete", "table", "inet", TABLE], check=False)
+    verdict, eaten = diagnose_behind_rule(bed, headset_scene, tmp_path, "output",
+                                          f"udp sport {NS_RTP_PORTS[0]}-{NS_RTP_PORTS[1]}")  # fmt: skip
     assert top_cause(verdict)[1] == "outbound", verdict["summary"]
     assert top_cause(verdict)[0] == "firewall-outbound"
     assert verdict["legs"]["diagnose.outbound"] == "fail"
