@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import logging
 import multiprocessing
-import socket
 import statistics
 import sys
 import time
@@ -34,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bench.callbed import CallBed, PhonekitProcess, baresip_call, call_bed
-from bench.sip_rtt import _CALL_ID, _CSEQ, _SO_TIMESTAMPNS, _Capture
+from bench.sip_rtt import _CALL_ID, _CSEQ, _Capture, lo_capture_socket
 from tests.testbed.baresip import BaresipPeer
 
 TARGET_RATIO = 1.0
@@ -112,10 +111,7 @@ class SetupClock:
     """INVITE-to-ACK times from kernel timestamps on ``lo``, read in a separate process (as sip_rtt's WireClock)."""
 
     def __init__(self, ports: set[int]) -> None:
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))  # ETH_P_ALL
-        sock.bind(("lo", 0))
-        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-        sock.settimeout(0.05)
+        sock = lo_capture_socket()
         self._control, child = multiprocessing.Pipe()
         self._process = multiprocessing.get_context("fork").Process(
             target=_SetupCapture(ports).run, args=(sock, child), daemon=True

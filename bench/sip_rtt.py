@@ -123,6 +123,15 @@ class _Capture:
         return out
 
 
+def lo_capture_socket() -> socket.socket:
+    """An AF_PACKET socket on ``lo`` (every protocol, root only) with kernel receive timestamps, 50 ms reads."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))  # ETH_P_ALL
+    sock.bind(("lo", 0))
+    sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+    sock.settimeout(0.05)
+    return sock
+
+
 class WireClock:
     """Kernel timestamps of the SIP packets to and from the server's ports on ``lo``: a clock neither tool owns.
 
@@ -131,10 +140,7 @@ class WireClock:
     """
 
     def __init__(self, ports: set[int]) -> None:
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))  # ETH_P_ALL
-        sock.bind(("lo", 0))
-        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-        sock.settimeout(0.05)
+        sock = lo_capture_socket()
         self._control, child = multiprocessing.Pipe()
         self._process = multiprocessing.get_context("fork").Process(
             target=_Capture(ports).run, args=(sock, child), daemon=True
